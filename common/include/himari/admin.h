@@ -1,0 +1,64 @@
+/*
+ * himari/admin.h: the HTTP admin endpoint every service exposes (h2o on the
+ * service's own libuv loop; HTTP/1.1, and HTTP/2 with prior knowledge).
+ *
+ *   GET /healthz  200 "ok" while the process's loop is turning (liveness)
+ *   GET /readyz   200 {"ready":true} or 503 {"ready":false,"reason":"..."}
+ *   GET /metrics  the Prometheus exposition of the service's registry
+ *   GET <path>    any handler the service registers (e.g. /status as JSON)
+ *
+ * Bound to 127.0.0.1 unless configured otherwise. Handlers run on the loop
+ * thread and must not block. The server counts its own requests in
+ * himari_admin_requests_total{path,code}.
+ */
+#ifndef HIMARI_ADMIN_H
+#define HIMARI_ADMIN_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "himari/buf.h"
+#include "himari/common.h"
+#include "himari/metrics.h"
+
+typedef struct hm_admin hm_admin;
+
+/**
+ * @brief Readiness probe: return true when ready; otherwise false and write a
+ * short reason into reason (reason_size bytes, NUL-terminated).
+ */
+typedef bool (*hm_admin_ready_cb)(void *ud, char *reason, size_t reason_size);
+
+/**
+ * @brief A GET handler: write the body into out and return the HTTP status;
+ * *content_type defaults to "application/json" and may be replaced by a
+ * static string.
+ */
+typedef int (*hm_admin_handler_cb)(void *ud, hm_buf *out, const char **content_type);
+
+/**
+ * @brief Listen on bind:port (port 0 picks a free port; see hm_admin_port()).
+ * metrics is rendered at /metrics and may not be NULL; ready may be NULL
+ * (then /readyz always says ready). The server lives on loop until
+ * hm_admin_close(). On error nothing is left open.
+ */
+int hm_admin_start(uv_loop_t *loop, const char *bind, int port, hm_metrics *metrics,
+                   hm_admin_ready_cb ready, void *ready_ud, hm_admin **out,
+                   hm_err *err) HM_MUST_CHECK;
+
+/** @brief Replace the readiness probe (NULL: always ready). */
+void hm_admin_set_ready(hm_admin *a, hm_admin_ready_cb ready, void *ready_ud);
+
+/** @brief Add a GET handler for an exact path (before or after start). */
+void hm_admin_route(hm_admin *a, const char *path, hm_admin_handler_cb cb, void *ud);
+
+/** @brief The port actually bound (useful with port 0). */
+int hm_admin_port(const hm_admin *a);
+
+/**
+ * @brief Stop listening, close open connections and free the server; done_cb
+ * (may be NULL) runs on the loop once every handle is closed.
+ */
+void hm_admin_close(hm_admin *a, void (*done_cb)(void *ud), void *ud);
+
+#endif

@@ -1,0 +1,184 @@
+/*
+ * service.c: the runtime every service shares: config sections, logs,
+ * metrics, admin endpoint, signals and the graceful-stop sequence (see
+ * himari/service.h).
+ *
+ * Owns the signal handles, the stop timer and the admin server; the service
+ * owns everything else it creates on the loop and must close it before (or
+ * as part of) calling hm_service_finish().
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "himari/log.h"
+#include "himari/service.h"
+
+#define SC(field) offsetof(hm_service_config, field)
+
+static hm_cfg_key service_keys[] = {
+    {"service.instance_id", HM_CFG_STR, SC(instance_id), "", 0, 0, -1,
+     "unique name of this instance (Kafka transactional id, static group membership); "
+     "empty: the host name"},
+    {"service.stop_timeout_ms", HM_CFG_INT, SC(stop_timeout_ms), "30000", 0, 1000, 600000,
+     "a graceful stop taking longer than this ends the process with status 1"},
+    {"log.level", HM_CFG_STR, SC(log_level), "info", HM_CFG_RELOADABLE, 0, -1,
+     "debug | info | warn | error"},
+    {"admin.bind", HM_CFG_STR, SC(admin_bind), "127.0.0.1", 0, 0, -1,
+     "address of the HTTP admin endpoint (/healthz /readyz /metrics /status)"},
+    {"admin.port", HM_CFG_INT, SC(admin_port), "8080", 0, 0, 65535,
+     "port of the HTTP admin endpoint; 0 picks a free port"},
+};
+
+void hm_service_config_sections(hm_service_config *cfg, int default_admin_port,
+                                hm_cfg_section out[2]) {
+    /* The schema is process-wide and written once, before any load. */
+    static char port_default[16];
+    snprintf(port_default, sizeof(port_default), "%d", default_admin_port);
+    for (size_t i = 0; i < HM_ARRAY_LEN(service_keys); i++)
+        if (strcmp(service_keys[i].path, "admin.port") == 0) service_keys[i].def = port_default;
+    out[0] = (hm_cfg_section){service_keys, HM_ARRAY_LEN(service_keys), cfg, sizeof(*cfg)};
+    out[1] = (hm_cfg_section){hm_kafka_config_keys, hm_kafka_config_keys_n, &cfg->kafka,
+                              sizeof(cfg->kafka)};
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    hm_service *s = h->data;
+    if (s->stopping) {
+        hm_log_error("service_stop_forced", HM_LS("signal", strsignal(signum)));
+        _exit(1);
+    }
+    hm_log_info("service_signal", HM_LS("signal", strsignal(signum)));
+    hm_service_stop(s, 0);
+}
+
+static void on_stop_timeout(uv_timer_t *t) {
+    hm_service *s = t->data;
+    hm_log_error("service_stop_timeout", HM_LI("timeout_ms", s->cfg->stop_timeout_ms));
+    _exit(1);
+}
+
+int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name,
+                    const hm_service_config *cfg, hm_err *err) {
+    memset(s, 0, sizeof(*s));
+    s->loop = loop;
+    s->name = name;
+    s->cfg = cfg;
+    s->started_ms = hm_now_ms();
+    hm_log_level level = HM_LOG_INFO;
+    if (cfg->log_level && hm_log_level_parse(cfg->log_level, &level) != 0)
+        return hm_err_set(err, -EINVAL, "log.level: '%s' is not debug, info, warn or error",
+                          cfg->log_level);
+    hm_log_init(name, level);
+
+    s->metrics = hm_metrics_new();
+    hm_gauge_set(hm_metrics_gauge_child(hm_metrics_gauge(s->metrics, "himari_build_info",
+                                                         "Version of the running binary.",
+                                                         "service,version"),
+                                        name, HM_VERSION),
+                 1);
+    hm_gauge_set(hm_metrics_gauge_child(hm_metrics_gauge(s->metrics,
+                                                         "himari_process_start_time_seconds",
+                                                         "Start time of the process since the "
+                                                         "Unix epoch.",
+                                                         NULL)),
+                 (double)s->started_ms / 1000.0);
+
+    int rc = hm_admin_start(loop, cfg->admin_bind, (int)cfg->admin_port, s->metrics, NULL, NULL,
+                            &s->admin, err);
+    if (rc) {
+        hm_metrics_free(s->metrics);
+        s->metrics = NULL;
+        return rc;
+    }
+    uv_signal_init(loop, &s->sig_term);
+    uv_signal_init(loop, &s->sig_int);
+    uv_timer_init(loop, &s->stop_timer);
+    s->sig_term.data = s->sig_int.data = s->stop_timer.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    s->handles_open = 3;
+    hm_log_info("service_started", HM_LS("version", HM_VERSION),
+                HM_LS("instance_id", cfg->instance_id), HM_LS("admin_bind", cfg->admin_bind),
+                HM_LI("admin_port", hm_admin_port(s->admin)));
+    return 0;
+}
+
+void hm_service_on_stop(hm_service *s, hm_service_stop_cb cb, void *ud) {
+    s->on_stop = cb;
+    s->stop_ud = ud;
+}
+
+static bool ready_trampoline(void *ud, char *reason, size_t size) {
+    hm_service *s = ud;
+    if (s->stopping) {
+        snprintf(reason, size, "stopping");
+        return false;
+    }
+    return s->ready ? s->ready(s->ready_ud, reason, size) : true;
+}
+
+void hm_service_set_ready(hm_service *s, hm_admin_ready_cb cb, void *ud) {
+    s->ready = cb;
+    s->ready_ud = ud;
+    hm_admin_set_ready(s->admin, ready_trampoline, s);
+}
+
+void hm_service_stop(hm_service *s, int exit_code) {
+    if (s->stopping) return;
+    s->stopping = true;
+    s->exit_code = exit_code;
+    hm_log_info("service_stopping", HM_LI("exit_code", exit_code));
+    /* The timer must not keep the loop alive by itself, only bound the stop. */
+    uv_timer_start(&s->stop_timer, on_stop_timeout, (uint64_t)s->cfg->stop_timeout_ms, 0);
+    uv_unref((uv_handle_t *)&s->stop_timer);
+    if (s->on_stop)
+        s->on_stop(s, s->stop_ud);
+    else
+        hm_service_finish(s);
+}
+
+static void on_closed(uv_handle_t *h) {
+    hm_service *s = h->data;
+    s->handles_open--;
+}
+
+static void on_admin_closed(void *ud) { HM_UNUSED(ud); }
+
+void hm_service_finish(hm_service *s) {
+    if (s->finished) return;
+    s->finished = true;
+    if (!s->stopping) {
+        s->stopping = true;
+    }
+    uv_close((uv_handle_t *)&s->sig_term, on_closed);
+    uv_close((uv_handle_t *)&s->sig_int, on_closed);
+    uv_close((uv_handle_t *)&s->stop_timer, on_closed);
+    if (s->admin) {
+        hm_admin_close(s->admin, on_admin_closed, s);
+        s->admin = NULL;
+    }
+}
+
+static void walk_report(uv_handle_t *h, void *arg) {
+    int *n = arg;
+    (*n)++;
+    hm_log_warn("service_handle_left_open", HM_LS("type", uv_handle_type_name(h->type)));
+}
+
+int hm_service_run(hm_service *s) {
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    int left = 0;
+    uv_walk(s->loop, walk_report, &left);
+    if (uv_loop_close(s->loop) != 0 && s->exit_code == 0) s->exit_code = 1;
+    hm_metrics_free(s->metrics);
+    s->metrics = NULL;
+    hm_log_info("service_stopped", HM_LI("exit_code", s->exit_code));
+    return s->exit_code;
+}
+
+double hm_service_uptime(const hm_service *s) {
+    return (double)(hm_now_ms() - s->started_ms) / 1000.0;
+}
