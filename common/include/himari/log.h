@@ -75,14 +75,14 @@ void hm_log_emit(hm_log_level level, const char *event, const hm_log_field *fiel
 void hm_log_ratelimited(hm_log_level level, const char *event, int per_minute,
                         const hm_log_field *fields);
 
-#define HM_LOG_(level, event, ...)                                                             \
-    hm_log_emit((level), (event), (const hm_log_field[]){__VA_ARGS__ __VA_OPT__(, ) {0}})
-#define hm_log_debug(event, ...) HM_LOG_(HM_LOG_DEBUG, event, __VA_ARGS__)
-#define hm_log_info(event, ...) HM_LOG_(HM_LOG_INFO, event, __VA_ARGS__)
-#define hm_log_warn(event, ...) HM_LOG_(HM_LOG_WARN, event, __VA_ARGS__)
-#define hm_log_error(event, ...) HM_LOG_(HM_LOG_ERROR, event, __VA_ARGS__)
+/* The leading {0} makes an empty field list valid C ("hm_log_info(ev)"), with
+ * GNU comma elision, which cppcheck parses (unlike __VA_OPT__); "+ 1" skips it. */
+#define HM_LOG_FIELDS_(...) ((const hm_log_field[]){{0}, ##__VA_ARGS__, {0}} + 1)
+#define hm_log_debug(event, ...) hm_log_emit(HM_LOG_DEBUG, (event), HM_LOG_FIELDS_(__VA_ARGS__))
+#define hm_log_info(event, ...) hm_log_emit(HM_LOG_INFO, (event), HM_LOG_FIELDS_(__VA_ARGS__))
+#define hm_log_warn(event, ...) hm_log_emit(HM_LOG_WARN, (event), HM_LOG_FIELDS_(__VA_ARGS__))
+#define hm_log_error(event, ...) hm_log_emit(HM_LOG_ERROR, (event), HM_LOG_FIELDS_(__VA_ARGS__))
 #define hm_log_limited(level, event, per_minute, ...)                                          \
-    hm_log_ratelimited((level), (event), (per_minute),                                         \
-                       (const hm_log_field[]){__VA_ARGS__ __VA_OPT__(, ) {0}})
+    hm_log_ratelimited((level), (event), (per_minute), HM_LOG_FIELDS_(__VA_ARGS__))
 
 #endif
