@@ -29,8 +29,8 @@ const hm_cfg_key hm_kafka_config_keys[] = {
      "SASL password (prefer sasl_password_file)"},
     {"kafka.ssl_ca_location", HM_CFG_STR, KC(ssl_ca_location), "", 0, 0, -1,
      "CA certificate file for ssl/sasl_ssl; empty: system default"},
-    {"kafka.statistics_interval_ms", HM_CFG_INT, KC(statistics_interval_ms), "5000", 0, 0,
-     3600000, "librdkafka statistics into metrics every N ms; 0 disables"},
+    {"kafka.statistics_interval_ms", HM_CFG_INT, KC(statistics_interval_ms), "5000", 0, 0, 3600000,
+     "librdkafka statistics into metrics every N ms; 0 disables"},
     {"kafka.properties", HM_CFG_STR_MAP, KC(properties), NULL, 0, 0, -1,
      "further librdkafka properties, passed as is (e.g. socket.keepalive.enable: 'true')"},
 };
@@ -43,7 +43,9 @@ int hm_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value
     return 0;
 }
 
-static bool nonempty(const char *s) { return s && *s; }
+static bool nonempty(const char *s) {
+    return s && *s;
+}
 
 int hm_kafka_conf_apply(rd_kafka_conf_t *conf, const hm_kafka_config *kc, hm_err *err) {
     int rc;
@@ -62,8 +64,8 @@ int hm_kafka_conf_apply(rd_kafka_conf_t *conf, const hm_kafka_config *kc, hm_err
     if (nonempty(kc->sasl_password)) {
         char errstr[256];
         /* Not through hm_kafka_conf_set: its message would echo the secret. */
-        if (rd_kafka_conf_set(conf, "sasl.password", kc->sasl_password, errstr,
-                              sizeof(errstr)) != RD_KAFKA_CONF_OK)
+        if (rd_kafka_conf_set(conf, "sasl.password", kc->sasl_password, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK)
             return hm_err_set(err, -EINVAL, "kafka: sasl.password: %s", errstr);
     }
     if (nonempty(kc->ssl_ca_location) &&
@@ -106,9 +108,9 @@ void hm_kafka_metrics_init(hm_kafka_metrics *km, hm_metrics *m) {
                                       "Messages in the client's local queues.", "client");
     km->tx_msgs = hm_metrics_counter(m, "himari_kafka_client_tx_messages_total",
                                      "Messages sent to brokers, from client statistics.", "client");
-    km->rx_msgs = hm_metrics_counter(m, "himari_kafka_client_rx_messages_total",
-                                     "Messages received from brokers, from client statistics.",
-                                     "client");
+    km->rx_msgs =
+        hm_metrics_counter(m, "himari_kafka_client_rx_messages_total",
+                           "Messages received from brokers, from client statistics.", "client");
 }
 
 /* librdkafka's statistics JSON: a few figures into metrics. */
@@ -118,8 +120,7 @@ static void stats_to_metrics(const char *client, hm_kafka_metrics *km, const cha
     if (!root) return;
     json_t *v;
     if ((v = json_object_get(root, "msg_cnt")) && json_is_integer(v))
-        hm_gauge_set(hm_metrics_gauge_child(km->queue_msgs, client),
-                     (double)json_integer_value(v));
+        hm_gauge_set(hm_metrics_gauge_child(km->queue_msgs, client), (double)json_integer_value(v));
     if ((v = json_object_get(root, "txmsgs")) && json_is_integer(v))
         hm_metrics_counter_child(km->tx_msgs, client)->value = (double)json_integer_value(v);
     if ((v = json_object_get(root, "rxmsgs")) && json_is_integer(v))

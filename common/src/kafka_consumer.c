@@ -76,7 +76,8 @@ static part_state *find_part(const hm_consumer *c, const char *topic, int32_t pa
 }
 
 static void clear_parts(hm_consumer *c) {
-    for (size_t i = 0; i < c->n_parts; i++) free(c->parts[i].topic);
+    for (size_t i = 0; i < c->n_parts; i++)
+        free(c->parts[i].topic);
     free(c->parts);
     c->parts = NULL;
     c->n_parts = 0;
@@ -169,8 +170,8 @@ static void on_fetch(hm_consumer *c, rd_kafka_event_t *ev) {
     while ((m = rd_kafka_event_message_next(ev))) {
         if (m->err) {
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
-            hm_counter_inc(hm_metrics_counter_child(c->km.errors, c->client,
-                                                    rd_kafka_err2name(m->err)));
+            hm_counter_inc(
+                hm_metrics_counter_child(c->km.errors, c->client, rd_kafka_err2name(m->err)));
             hm_log_limited(HM_LOG_WARN, "kafka_consume_error", 60, HM_LS("client", c->client),
                            HM_LS("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : ""),
                            HM_LI("partition", m->partition),
@@ -183,6 +184,8 @@ static void on_fetch(hm_consumer *c, rd_kafka_event_t *ev) {
         const char *topic = rd_kafka_topic_name(m->rkt);
         part_state *ps = find_part(c, topic, m->partition);
         if (!ps) continue; /* a stale message of a partition revoked meanwhile */
+        /* Belt and braces: never hand out an offset below the position twice. */
+        if (ps->position >= 0 && m->offset < ps->position) continue;
         ps->position = m->offset + 1;
         hm_counter_inc(ps->consumed);
         c->h.on_message(c, m, c->ud);
@@ -371,8 +374,8 @@ int hm_consumer_new(uv_loop_t *loop, const hm_kafka_config *kc, const hm_consume
         rc = hm_err_set(err, -EINVAL, "kafka consumer: subscribe: %s", rd_kafka_err2str(e));
         goto fail;
     }
-    if ((rc = hm_kq_start(&c->kq, loop, rd_kafka_queue_get_consumer(rk), 2000, c,
-                          consumer_on_event, consumer_on_turn, err)))
+    if ((rc = hm_kq_start(&c->kq, loop, rd_kafka_queue_get_consumer(rk), 2000, c, consumer_on_event,
+                          consumer_on_turn, err)))
         goto fail;
     uv_timer_init(loop, &c->lag_timer);
     c->lag_timer.data = c;
@@ -387,7 +390,9 @@ fail:
     return rc;
 }
 
-rd_kafka_t *hm_consumer_rk(hm_consumer *c) { return c->rk; }
+rd_kafka_t *hm_consumer_rk(hm_consumer *c) {
+    return c->rk;
+}
 
 void hm_consumer_pause(hm_consumer *c) {
     if (c->paused) return;
@@ -411,12 +416,17 @@ void hm_consumer_resume(hm_consumer *c) {
     hm_log_info("kafka_consumer_resumed", HM_LS("client", c->client));
 }
 
-bool hm_consumer_paused(const hm_consumer *c) { return c->paused; }
-void hm_consumer_hold(hm_consumer *c) { hm_kq_hold(&c->kq); }
-void hm_consumer_release(hm_consumer *c) { hm_kq_release(&c->kq); }
+bool hm_consumer_paused(const hm_consumer *c) {
+    return c->paused;
+}
+void hm_consumer_hold(hm_consumer *c) {
+    hm_kq_hold(&c->kq);
+}
+void hm_consumer_release(hm_consumer *c) {
+    hm_kq_release(&c->kq);
+}
 
-int hm_consumer_commit(hm_consumer *c, const rd_kafka_topic_partition_list_t *offsets,
-                       bool async) {
+int hm_consumer_commit(hm_consumer *c, const rd_kafka_topic_partition_list_t *offsets, bool async) {
     rd_kafka_topic_partition_list_t *l = NULL;
     if (!offsets) {
         l = rd_kafka_topic_partition_list_new((int)c->n_parts);

@@ -33,8 +33,8 @@ struct hm_kq {
     int fds[2];          /* pipe: [0] read end (polled), [1] given to librdkafka */
     uv_poll_t poll;
     uv_idle_t idle;
-    size_t budget;       /* events per turn before yielding to other handles */
-    bool held;           /* owner asked us to stop handing out events */
+    size_t budget; /* events per turn before yielding to other handles */
+    bool held;     /* owner asked us to stop handing out events */
     bool closing;
     int handles_open;
     hm_kq_event_fn on_event;
@@ -56,11 +56,11 @@ void hm_kq_close(hm_kq *kq, void (*on_closed)(hm_kq *kq));
 
 /** Metrics every client reports, created on first use per registry. */
 typedef struct hm_kafka_metrics {
-    hm_metric_family *errors;      /* himari_kafka_errors_total{client,error} */
-    hm_metric_family *broker_rtt;  /* himari_kafka_broker_rtt_seconds{client,broker} */
-    hm_metric_family *queue_msgs;  /* himari_kafka_client_queue_messages{client} */
-    hm_metric_family *tx_msgs;     /* himari_kafka_client_tx_messages_total{client} */
-    hm_metric_family *rx_msgs;     /* himari_kafka_client_rx_messages_total{client} */
+    hm_metric_family *errors;     /* himari_kafka_errors_total{client,error} */
+    hm_metric_family *broker_rtt; /* himari_kafka_broker_rtt_seconds{client,broker} */
+    hm_metric_family *queue_msgs; /* himari_kafka_client_queue_messages{client} */
+    hm_metric_family *tx_msgs;    /* himari_kafka_client_tx_messages_total{client} */
+    hm_metric_family *rx_msgs;    /* himari_kafka_client_rx_messages_total{client} */
 } hm_kafka_metrics;
 
 void hm_kafka_metrics_init(hm_kafka_metrics *km, hm_metrics *m);
@@ -79,7 +79,7 @@ bool hm_kafka_common_event(rd_kafka_t *rk, const char *client, hm_kafka_metrics 
  * the main queue, and statistics when configured. The caller adds its own
  * properties and passes it to rd_kafka_new (which takes it on success).
  */
-rd_kafka_conf_t *hm_kafka_conf_new(const hm_kafka_config *kc, const char *client_id,
-                                   int events, hm_err *err);
+rd_kafka_conf_t *hm_kafka_conf_new(const hm_kafka_config *kc, const char *client_id, int events,
+                                   hm_err *err);
 
 #endif

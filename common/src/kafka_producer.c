@@ -177,7 +177,8 @@ int hm_producer_new(uv_loop_t *loop, const hm_kafka_config *kc, const hm_produce
         m, "himari_kafka_transaction_seconds",
         "Duration of transaction operations (init, commit = send offsets + commit, abort).", "op",
         hm_latency_buckets, hm_latency_buckets_n);
-    for (int i = 0; i < 3; i++) p->txn_seconds[i] = hm_metrics_histogram_child(txn, txn_op_names[i]);
+    for (int i = 0; i < 3; i++)
+        p->txn_seconds[i] = hm_metrics_histogram_child(txn, txn_op_names[i]);
     int rc = hm_kq_start(&p->kq, loop, rd_kafka_queue_get_main(rk), 5000, p, producer_on_event,
                          producer_on_turn, err);
     if (rc) {
@@ -189,9 +190,15 @@ int hm_producer_new(uv_loop_t *loop, const hm_kafka_config *kc, const hm_produce
     return 0;
 }
 
-rd_kafka_t *hm_producer_rk(hm_producer *p) { return p->rk; }
-size_t hm_producer_outstanding(const hm_producer *p) { return p->outstanding; }
-bool hm_producer_txn_busy(const hm_producer *p) { return p->txn_busy; }
+rd_kafka_t *hm_producer_rk(hm_producer *p) {
+    return p->rk;
+}
+size_t hm_producer_outstanding(const hm_producer *p) {
+    return p->outstanding;
+}
+bool hm_producer_txn_busy(const hm_producer *p) {
+    return p->txn_busy;
+}
 
 int hm_producer_send(hm_producer *p, const char *topic, int32_t partition, const void *key,
                      size_t key_len, const void *val, size_t val_len, rd_kafka_headers_t *hdrs,
@@ -200,11 +207,11 @@ int hm_producer_send(hm_producer *p, const char *topic, int32_t partition, const
         return hm_err_set(err, -EBUSY, "kafka producer: a transaction operation is in flight");
     if (p->fatal) return hm_err_set(err, -EIO, "kafka producer: fatal error raised before");
     topic_ref *t = topic_get(p, topic);
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_RKT(t->rkt), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)val, val_len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(t->rkt), RD_KAFKA_V_PARTITION(partition),
+                          RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)val, val_len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                          RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         p->outstanding++;
         return 0;
@@ -316,8 +323,7 @@ int hm_producer_txn_init(hm_producer *p, hm_txn_cb cb, void *ud) {
 }
 
 int hm_producer_txn_commit(hm_producer *p, const rd_kafka_topic_partition_list_t *offsets,
-                           const rd_kafka_consumer_group_metadata_t *cgmd, hm_txn_cb cb,
-                           void *ud) {
+                           const rd_kafka_consumer_group_metadata_t *cgmd, hm_txn_cb cb, void *ud) {
     return txn_start(p, TXN_COMMIT, offsets, cgmd, cb, ud);
 }
 
@@ -357,14 +363,16 @@ static void close_flush_done(uv_work_t *req, int status) {
 
 static void destroy_run(uv_work_t *req) {
     hm_producer *p = req->data;
-    for (size_t i = 0; i < p->n_topics; i++) rd_kafka_topic_destroy(p->topics[i].rkt);
+    for (size_t i = 0; i < p->n_topics; i++)
+        rd_kafka_topic_destroy(p->topics[i].rkt);
     rd_kafka_destroy(p->rk);
 }
 
 static void destroy_done(uv_work_t *req, int status) {
     hm_producer *p = req->data;
     free(req);
-    for (size_t i = 0; i < p->n_topics; i++) free(p->topics[i].name);
+    for (size_t i = 0; i < p->n_topics; i++)
+        free(p->topics[i].name);
     free(p->topics);
     void (*done)(void *, size_t) = p->close_done;
     void *ud = p->close_ud;

@@ -42,14 +42,15 @@ static void kq_drain(hm_kq *kq) {
     if (kq->on_turn) kq->on_turn(kq, n);
 }
 
-static void kq_on_idle(uv_idle_t *h) { kq_drain(h->data); }
+static void kq_on_idle(uv_idle_t *h) {
+    kq_drain(h->data);
+}
 
 static void kq_on_readable(uv_poll_t *h, int status, int events) {
     hm_kq *kq = h->data;
     char sink[256];
     /* Drain the wake-up bytes; their count carries no meaning. */
-    while (read(kq->fds[0], sink, sizeof(sink)) > 0) {
-    }
+    while (read(kq->fds[0], sink, sizeof(sink)) > 0) {}
     kq_drain(kq);
 }
 
@@ -81,7 +82,9 @@ int hm_kq_start(hm_kq *kq, uv_loop_t *loop, rd_kafka_queue_t *q, size_t budget, 
     return 0;
 }
 
-void hm_kq_hold(hm_kq *kq) { kq->held = true; }
+void hm_kq_hold(hm_kq *kq) {
+    kq->held = true;
+}
 
 void hm_kq_release(hm_kq *kq) {
     kq->held = false;

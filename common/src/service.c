@@ -60,8 +60,8 @@ static void on_stop_timeout(uv_timer_t *t) {
     _exit(1);
 }
 
-int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name,
-                    const hm_service_config *cfg, hm_err *err) {
+int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_service_config *cfg,
+                    hm_err *err) {
     memset(s, 0, sizeof(*s));
     s->loop = loop;
     s->name = name;
@@ -79,12 +79,12 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name,
                                                          "service,version"),
                                         name, HM_VERSION),
                  1);
-    hm_gauge_set(hm_metrics_gauge_child(hm_metrics_gauge(s->metrics,
-                                                         "himari_process_start_time_seconds",
-                                                         "Start time of the process since the "
-                                                         "Unix epoch.",
-                                                         NULL)),
-                 (double)s->started_ms / 1000.0);
+    hm_gauge_set(
+        hm_metrics_gauge_child(hm_metrics_gauge(s->metrics, "himari_process_start_time_seconds",
+                                                "Start time of the process since the "
+                                                "Unix epoch.",
+                                                NULL)),
+        (double)s->started_ms / 1000.0);
 
     int rc = hm_admin_start(loop, cfg->admin_bind, (int)cfg->admin_port, s->metrics, NULL, NULL,
                             &s->admin, err);
@@ -145,7 +145,9 @@ static void on_closed(uv_handle_t *h) {
     s->handles_open--;
 }
 
-static void on_admin_closed(void *ud) { HM_UNUSED(ud); }
+static void on_admin_closed(void *ud) {
+    HM_UNUSED(ud);
+}
 
 void hm_service_finish(hm_service *s) {
     if (s->finished) return;

@@ -40,6 +40,14 @@ const hm_topic_spec hm_topics[] = {
      3,
      {{"retention.ms", "2592000000"}, {"compression.type", "snappy"}, {NULL, NULL}},
      "causal_events records a consumer could not use, kept whole; 30 days"},
+    {HM_TOPIC_VALIDATOR_CHANGELOG,
+     12,
+     {{"cleanup.policy", "compact"},
+      {"compression.type", "snappy"},
+      {"segment.ms", "600000"},
+      {"min.cleanable.dirty.ratio", "0.1"},
+      {NULL, NULL}},
+     "ingest-validator state per (exchange, symbol), written in its transactions; compacted"},
 };
 const size_t hm_topics_n = sizeof(hm_topics) / sizeof(hm_topics[0]);
 

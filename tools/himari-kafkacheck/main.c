@@ -37,13 +37,13 @@ typedef struct check {
     hm_metrics *metrics;
     hm_producer *producer;
     hm_consumer *consumer;
-    uint64_t next_seq;      /* next record to send */
-    uint64_t in_txn;        /* records sent in the open transaction */
+    uint64_t next_seq; /* next record to send */
+    uint64_t in_txn;   /* records sent in the open transaction */
     bool txn_open;
     bool producing_done;
     uint64_t delivered, delivery_failed;
 
-    uint8_t *seen;          /* seen[seq]: times read back */
+    uint8_t *seen; /* seen[seq]: times read back */
     uint64_t read, duplicates, corrupt, foreign;
     uv_timer_t deadline;
     bool timed_out;
@@ -60,7 +60,8 @@ static void value_for(hm_buf *b, const char *run_id, uint64_t seq) {
     hm_buf_puts(b, ",\"price\":");
     hm_buf_u64(b, 30000 + seq % 1000);
     hm_buf_puts(b, ".5,\"pad\":\"");
-    for (uint64_t i = 0; i < seq % 17; i++) hm_buf_putc(b, (char)('a' + (seq + i) % 26));
+    for (uint64_t i = 0; i < seq % 17; i++)
+        hm_buf_putc(b, (char)('a' + (seq + i) % 26));
     hm_buf_puts(b, "\"}");
 }
 
@@ -114,7 +115,9 @@ static void produce_more(check *c) {
     if (!c->transactional) c->producing_done = true;
 }
 
-static void on_writable(hm_producer *p, void *ud) { produce_more(ud); }
+static void on_writable(hm_producer *p, void *ud) {
+    produce_more(ud);
+}
 
 static void on_delivery(hm_producer *p, rd_kafka_resp_err_t e, const rd_kafka_message_t *m,
                         void *opaque, void *ud) {
@@ -170,7 +173,9 @@ static void on_message(hm_consumer *cons, const rd_kafka_message_t *m, void *ud)
         c->read++;
 }
 
-static void on_batch_end(hm_consumer *cons, void *ud) { maybe_finish(ud); }
+static void on_batch_end(hm_consumer *cons, void *ud) {
+    maybe_finish(ud);
+}
 
 static void on_consumer_fatal(hm_consumer *cons, const char *reason, void *ud) {
     fprintf(stderr, "kafkacheck: consumer fatal: %s\n", reason);
@@ -180,7 +185,9 @@ static void on_consumer_fatal(hm_consumer *cons, const char *reason, void *ud) {
 static void on_closed_any(check *c) {
     if (--c->closing == 0) uv_close((uv_handle_t *)&c->deadline, NULL);
 }
-static void on_consumer_closed(void *ud) { on_closed_any(ud); }
+static void on_consumer_closed(void *ud) {
+    on_closed_any(ud);
+}
 static void on_producer_closed(void *ud, size_t undelivered) {
     check *c = ud;
     c->delivery_failed += undelivered;
@@ -212,27 +219,39 @@ int main(int argc, char **argv) {
     int timeout_s = 120;
     const char *bootstrap = getenv("HIMARI_KAFKA_BOOTSTRAP");
     snprintf(c.run_id, sizeof(c.run_id), "kc%lld", (long long)hm_now_ms());
-    static const struct option opts[] = {{"bootstrap", required_argument, NULL, 'b'},
-                                         {"topic", required_argument, NULL, 't'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"transactional", no_argument, NULL, 'x'},
-                                         {"txn-records", required_argument, NULL, 'r'},
-                                         {"timeout", required_argument, NULL, 'T'},
-                                         {"run-id", required_argument, NULL, 'i'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"bootstrap", required_argument, NULL, 'b'},   {"topic", required_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},       {"transactional", no_argument, NULL, 'x'},
+        {"txn-records", required_argument, NULL, 'r'}, {"timeout", required_argument, NULL, 'T'},
+        {"run-id", required_argument, NULL, 'i'},      {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-            case 'b': bootstrap = optarg; break;
-            case 't': c.topic = optarg; break;
-            case 'n': c.count = strtoull(optarg, NULL, 10); break;
-            case 'x': c.transactional = true; break;
-            case 'r': c.txn_records = strtoull(optarg, NULL, 10); break;
-            case 'T': timeout_s = atoi(optarg); break;
-            case 'i': snprintf(c.run_id, sizeof(c.run_id), "%s", optarg); break;
+            case 'b':
+                bootstrap = optarg;
+                break;
+            case 't':
+                c.topic = optarg;
+                break;
+            case 'n':
+                c.count = strtoull(optarg, NULL, 10);
+                break;
+            case 'x':
+                c.transactional = true;
+                break;
+            case 'r':
+                c.txn_records = strtoull(optarg, NULL, 10);
+                break;
+            case 'T':
+                timeout_s = atoi(optarg);
+                break;
+            case 'i':
+                snprintf(c.run_id, sizeof(c.run_id), "%s", optarg);
+                break;
             default:
-                fprintf(stderr, "usage: himari-kafkacheck --bootstrap B --topic T [--count N] "
-                                "[--transactional] [--txn-records N] [--timeout S] [--run-id ID]\n");
+                fprintf(stderr,
+                        "usage: himari-kafkacheck --bootstrap B --topic T [--count N] "
+                        "[--transactional] [--txn-records N] [--timeout S] [--run-id ID]\n");
                 return 2;
         }
     }
@@ -258,9 +277,8 @@ int main(int argc, char **argv) {
                            .read_committed = true,
                            .auto_commit = false,
                            .client_id = "kafkacheck-consumer"};
-    hm_consumer_handlers ch_ = {.on_message = on_message,
-                                .on_batch_end = on_batch_end,
-                                .on_fatal = on_consumer_fatal};
+    hm_consumer_handlers ch_ = {
+        .on_message = on_message, .on_batch_end = on_batch_end, .on_fatal = on_consumer_fatal};
     char txn_id[96];
     snprintf(txn_id, sizeof(txn_id), "%s-txn", c.run_id);
     hm_producer_opts po = {.transactional_id = c.transactional ? txn_id : NULL,
@@ -286,7 +304,8 @@ int main(int argc, char **argv) {
     double secs = (double)(hm_mono_ns() - t0) / 1e9;
 
     uint64_t missing = 0;
-    for (uint64_t i = 0; i < c.count; i++) missing += c.seen[i] == 0;
+    for (uint64_t i = 0; i < c.count; i++)
+        missing += c.seen[i] == 0;
     bool ok = !c.timed_out && missing == 0 && c.duplicates == 0 && c.corrupt == 0 &&
               c.delivery_failed == 0 && c.delivered == c.count;
     printf("{\"ok\":%s,\"count\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64

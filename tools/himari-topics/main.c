@@ -70,8 +70,8 @@ static int create_missing(rd_kafka_t *rk, const rd_kafka_metadata_t *md) {
         int have = broker_partitions(md, t->name);
         if (have >= 0) {
             if (have < t->partitions) {
-                fprintf(stderr, "himari-topics: %s has %d partitions, expected %d\n", t->name,
-                        have, t->partitions);
+                fprintf(stderr, "himari-topics: %s has %d partitions, expected %d\n", t->name, have,
+                        t->partitions);
                 return 1;
             }
             continue;

@@ -24,7 +24,8 @@ typedef struct hm_buf {
     size_t cap;
 } hm_buf;
 
-#define HM_BUF_INIT {NULL, 0, 0}
+#define HM_BUF_INIT                                                                                \
+    { NULL, 0, 0 }
 
 /** @brief Ensure room for extra more bytes (+1 for the NUL). Aborts on OOM. */
 void hm_buf_reserve(hm_buf *b, size_t extra);
@@ -47,7 +48,9 @@ static inline void hm_buf_putc(hm_buf *b, char c) {
     b->data[b->len++] = c;
     b->data[b->len] = '\0';
 }
-static inline void hm_buf_puts(hm_buf *b, const char *s) { hm_buf_append(b, s, strlen(s)); }
+static inline void hm_buf_puts(hm_buf *b, const char *s) {
+    hm_buf_append(b, s, strlen(s));
+}
 void hm_buf_printf(hm_buf *b, const char *fmt, ...) HM_PRINTF(2, 3);
 
 /** @brief Decimal integers, without printf (hot path). */
@@ -58,7 +61,9 @@ void hm_buf_u64(hm_buf *b, uint64_t v);
 
 /** @brief A JSON string literal with quotes; bytes are escaped, bad UTF-8 -> U+FFFD. */
 void hm_json_str(hm_buf *b, const char *s, size_t n);
-static inline void hm_json_cstr(hm_buf *b, const char *s) { hm_json_str(b, s, strlen(s)); }
+static inline void hm_json_cstr(hm_buf *b, const char *s) {
+    hm_json_str(b, s, strlen(s));
+}
 /** @brief `"key":` (key is trusted ASCII without characters to escape). */
 static inline void hm_json_key(hm_buf *b, const char *key) {
     hm_buf_putc(b, '"');

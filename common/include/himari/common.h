@@ -14,12 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HM_MUST_CHECK __attribute__((warn_unused_result))
+#define HM_MUST_CHECK                __attribute__((warn_unused_result))
 #define HM_PRINTF(fmt_idx, args_idx) __attribute__((format(printf, fmt_idx, args_idx)))
-#define HM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define HM_UNUSED(x) ((void)(x))
-#define HM_LIKELY(x) __builtin_expect(!!(x), 1)
-#define HM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HM_ARRAY_LEN(a)              (sizeof(a) / sizeof((a)[0]))
+#define HM_UNUSED(x)                 ((void)(x))
+#define HM_LIKELY(x)                 __builtin_expect(!!(x), 1)
+#define HM_UNLIKELY(x)               __builtin_expect(!!(x), 0)
 
 /* The version every binary reports (GetStatus, /status, --version). */
 #define HM_VERSION "0.1.0"

@@ -64,21 +64,21 @@ enum {
 
 /** One configuration key. */
 typedef struct hm_cfg_key {
-    const char *path;   /* dotted path, "kafka.bootstrap_servers" */
+    const char *path; /* dotted path, "kafka.bootstrap_servers" */
     hm_cfg_type type;
-    size_t offset;      /* offsetof(<config struct>, field) */
-    const char *def;    /* default, written as in YAML ("100", "true", "[a, b]"); NULL: none */
-    unsigned flags;     /* HM_CFG_* */
-    double min, max;    /* inclusive bounds for INT/DOUBLE; ignored when min > max */
-    const char *doc;    /* one line: meaning and unit */
+    size_t offset;   /* offsetof(<config struct>, field) */
+    const char *def; /* default, written as in YAML ("100", "true", "[a, b]"); NULL: none */
+    unsigned flags;  /* HM_CFG_* */
+    double min, max; /* inclusive bounds for INT/DOUBLE; ignored when min > max */
+    const char *doc; /* one line: meaning and unit */
 } hm_cfg_key;
 
 /** A table of keys and the struct their values land in. */
 typedef struct hm_cfg_section {
     const hm_cfg_key *keys;
     size_t n_keys;
-    void *dst;          /* base address the offsets apply to */
-    size_t dst_size;    /* sizeof the struct (for the scratch copy) */
+    void *dst;       /* base address the offsets apply to */
+    size_t dst_size; /* sizeof the struct (for the scratch copy) */
 } hm_cfg_section;
 
 /**
@@ -113,8 +113,8 @@ void hm_config_digest(const hm_cfg_section *sections, size_t n_sections, char ou
  * @brief Write a documented example YAML: every key with its default (or
  * `# required`), its doc line, range and env variable, nested as in the file.
  */
-void hm_config_write_example(const hm_cfg_section *sections, size_t n_sections,
-                             const char *title, FILE *out);
+void hm_config_write_example(const hm_cfg_section *sections, size_t n_sections, const char *title,
+                             FILE *out);
 
 /** @brief The env variable that overrides a path: "HIMARI_KAFKA_BOOTSTRAP_SERVERS". */
 void hm_config_env_name(const char *path, char *out, size_t out_size);

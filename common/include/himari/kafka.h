@@ -36,10 +36,10 @@ typedef struct hm_kafka_config {
     char *security_protocol; /* plaintext | ssl | sasl_plaintext | sasl_ssl */
     char *sasl_mechanism;    /* PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512; empty: none */
     char *sasl_username;
-    char *sasl_password;     /* secret: kafka.sasl_password_file */
+    char *sasl_password; /* secret: kafka.sasl_password_file */
     char *ssl_ca_location;
     int64_t statistics_interval_ms;
-    hm_str_map properties;   /* any further librdkafka property, passed as is */
+    hm_str_map properties; /* any further librdkafka property, passed as is */
 } hm_kafka_config;
 
 /** The "kafka.*" keys; offsets are relative to an hm_kafka_config. */
@@ -191,11 +191,11 @@ size_t hm_producer_outstanding(const hm_producer *p);
 
 /** The outcome of a transaction operation, delivered on the loop. */
 typedef struct hm_txn_result {
-    int err;          /* 0: success */
-    bool retriable;   /* the same call may be repeated */
-    bool abortable;   /* abort the transaction, rewind the input, go on */
-    bool fatal;       /* the producer is finished (fenced, ...): exit */
-    double seconds;   /* how long the operation took */
+    int err;        /* 0: success */
+    bool retriable; /* the same call may be repeated */
+    bool abortable; /* abort the transaction, rewind the input, go on */
+    bool fatal;     /* the producer is finished (fenced, ...): exit */
+    double seconds; /* how long the operation took */
     char msg[256];
 } hm_txn_result;
 
@@ -222,6 +222,38 @@ bool hm_producer_txn_busy(const hm_producer *p);
  */
 void hm_producer_close(hm_producer *p, int flush_timeout_ms,
                        void (*done)(void *ud, size_t undelivered), void *ud);
+
+/* ------------------------------------------------------------------------ */
+/* Reader: a partition's log from the beginning to its end                   */
+
+typedef struct hm_reader hm_reader;
+
+typedef struct hm_reader_handlers {
+    /** One record, in log order per partition. Valid only during the call. */
+    void (*on_message)(hm_reader *r, const rd_kafka_message_t *msg, void *ud);
+    /**
+     * Every partition has been read to its end (read_committed: the last
+     * stable offset), or reading failed (err != 0, reason says why, e.g. the
+     * broker did not answer within the timeout). Called once.
+     */
+    void (*on_done)(hm_reader *r, int err, const char *reason, void *ud);
+} hm_reader_handlers;
+
+/**
+ * @brief Read topic's partitions from their beginning, committed records only,
+ * outside any consumer group (for restoring state from a changelog). Driven by
+ * the loop like the consumer. timeout_ms bounds the whole read.
+ */
+int hm_reader_start(uv_loop_t *loop, const hm_kafka_config *kc, const char *topic,
+                    const int32_t *partitions, size_t n_partitions, int timeout_ms,
+                    const hm_reader_handlers *h, void *ud, hm_reader **out,
+                    hm_err *err) HM_MUST_CHECK;
+
+/** @brief Records delivered so far. */
+uint64_t hm_reader_count(const hm_reader *r);
+
+/** @brief Stop (if still reading), destroy and free r; done (may be NULL) runs after. */
+void hm_reader_close(hm_reader *r, void (*done)(void *ud), void *ud);
 
 /* ------------------------------------------------------------------------ */
 

@@ -77,12 +77,12 @@ void hm_log_ratelimited(hm_log_level level, const char *event, int per_minute,
 
 /* The leading {0} makes an empty field list valid C ("hm_log_info(ev)"), with
  * GNU comma elision, which cppcheck parses (unlike __VA_OPT__); "+ 1" skips it. */
-#define HM_LOG_FIELDS_(...) ((const hm_log_field[]){{0}, ##__VA_ARGS__, {0}} + 1)
+#define HM_LOG_FIELDS_(...)      ((const hm_log_field[]){{0}, ##__VA_ARGS__, {0}} + 1)
 #define hm_log_debug(event, ...) hm_log_emit(HM_LOG_DEBUG, (event), HM_LOG_FIELDS_(__VA_ARGS__))
-#define hm_log_info(event, ...) hm_log_emit(HM_LOG_INFO, (event), HM_LOG_FIELDS_(__VA_ARGS__))
-#define hm_log_warn(event, ...) hm_log_emit(HM_LOG_WARN, (event), HM_LOG_FIELDS_(__VA_ARGS__))
+#define hm_log_info(event, ...)  hm_log_emit(HM_LOG_INFO, (event), HM_LOG_FIELDS_(__VA_ARGS__))
+#define hm_log_warn(event, ...)  hm_log_emit(HM_LOG_WARN, (event), HM_LOG_FIELDS_(__VA_ARGS__))
 #define hm_log_error(event, ...) hm_log_emit(HM_LOG_ERROR, (event), HM_LOG_FIELDS_(__VA_ARGS__))
-#define hm_log_limited(level, event, per_minute, ...)                                          \
+#define hm_log_limited(level, event, per_minute, ...)                                              \
     hm_log_ratelimited((level), (event), (per_minute), HM_LOG_FIELDS_(__VA_ARGS__))
 
 #endif

@@ -35,7 +35,7 @@ typedef struct hm_gauge {
 typedef struct hm_histogram {
     const double *bounds; /* the family's upper bounds, ascending (+Inf implicit) */
     size_t n_bounds;
-    uint64_t *counts;     /* n_bounds + 1 non-cumulative bucket counts */
+    uint64_t *counts; /* n_bounds + 1 non-cumulative bucket counts */
     uint64_t count;
     double sum;
 } hm_histogram;
@@ -56,8 +56,7 @@ hm_metric_family *hm_metrics_gauge(hm_metrics *m, const char *name, const char *
                                    const char *labels);
 /** bounds are upper bounds in ascending order, copied. */
 hm_metric_family *hm_metrics_histogram(hm_metrics *m, const char *name, const char *help,
-                                       const char *labels, const double *bounds,
-                                       size_t n_bounds);
+                                       const char *labels, const double *bounds, size_t n_bounds);
 
 /**
  * @brief The child for the given label values (as many as the family has
@@ -73,10 +72,18 @@ void *hm_metrics_child_v(hm_metric_family *f, const char *const *values, size_t 
 /** @brief Drop every child of a family (e.g. per-partition gauges on revoke). */
 void hm_metrics_family_clear(hm_metric_family *f);
 
-static inline void hm_counter_inc(hm_counter *c) { c->value += 1.0; }
-static inline void hm_counter_add(hm_counter *c, double v) { c->value += v; }
-static inline void hm_gauge_set(hm_gauge *g, double v) { g->value = v; }
-static inline void hm_gauge_add(hm_gauge *g, double v) { g->value += v; }
+static inline void hm_counter_inc(hm_counter *c) {
+    c->value += 1.0;
+}
+static inline void hm_counter_add(hm_counter *c, double v) {
+    c->value += v;
+}
+static inline void hm_gauge_set(hm_gauge *g, double v) {
+    g->value = v;
+}
+static inline void hm_gauge_add(hm_gauge *g, double v) {
+    g->value += v;
+}
 void hm_histogram_observe(hm_histogram *h, double v);
 
 /**

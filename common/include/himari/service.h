@@ -79,8 +79,8 @@ struct hm_service {
  * signal handlers and the admin server on cfg's bind:port.
  * On error (e.g. the admin port is taken) nothing is left open.
  */
-int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name,
-                    const hm_service_config *cfg, hm_err *err) HM_MUST_CHECK;
+int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_service_config *cfg,
+                    hm_err *err) HM_MUST_CHECK;
 
 /** @brief Called once when a stop begins (signal or hm_service_stop). */
 void hm_service_on_stop(hm_service *s, hm_service_stop_cb cb, void *ud);

@@ -58,13 +58,13 @@ typedef enum hm_side {
 
 /** What the decoder found in one field. */
 typedef enum hm_fstate {
-    HM_F_ABSENT = 0,  /* key not present */
-    HM_F_OK,          /* present and usable */
-    HM_F_NULL,        /* present as JSON null */
-    HM_F_WRONG_TYPE,  /* e.g. an object where a number belongs, a number for symbol */
-    HM_F_INVALID,     /* right JSON type, unusable text: "abc" as a price, bad ISO date,
-                         unknown type/side word, empty string */
-    HM_F_NONFINITE,   /* NaN, Infinity, or a number that overflows a double */
+    HM_F_ABSENT = 0, /* key not present */
+    HM_F_OK,         /* present and usable */
+    HM_F_NULL,       /* present as JSON null */
+    HM_F_WRONG_TYPE, /* e.g. an object where a number belongs, a number for symbol */
+    HM_F_INVALID,    /* right JSON type, unusable text: "abc" as a price, bad ISO date,
+                        unknown type/side word, empty string */
+    HM_F_NONFINITE,  /* NaN, Infinity, or a number that overflows a double */
 } hm_fstate;
 
 /** Known fields, for naming them in errors and issue codes. */
@@ -89,45 +89,45 @@ typedef enum hm_field {
 const char *hm_field_name(hm_field f);
 /** @brief "absent", "null", "wrong type", ... for messages. */
 const char *hm_fstate_name(hm_fstate s);
-const char *hm_kind_name(hm_kind k);   /* "trade" | "liquidation" | "transfer" */
-const char *hm_side_name(hm_side s);   /* "" | "buy" | "sell" */
+const char *hm_kind_name(hm_kind k); /* "trade" | "liquidation" | "transfer" */
+const char *hm_side_name(hm_side s); /* "" | "buy" | "sell" */
 
 /** A decoded record. Numbers are valid only when their state is HM_F_OK. */
 typedef struct hm_tick {
     hm_fstate st[HM_FIELD_COUNT_]; /* state of each known field */
 
-    hm_kind kind;         /* HM_KIND_TRADE when "type" is absent */
-    int64_t ts_ms;        /* event time, ms since the epoch (ISO input truncated to ms) */
-    hm_span symbol;       /* as given, e.g. "BTC/USDT" */
-    hm_span exchange;     /* as given; see hm_tick_exchange_lower() */
+    hm_kind kind;     /* HM_KIND_TRADE when "type" is absent */
+    int64_t ts_ms;    /* event time, ms since the epoch (ISO input truncated to ms) */
+    hm_span symbol;   /* as given, e.g. "BTC/USDT" */
+    hm_span exchange; /* as given; see hm_tick_exchange_lower() */
     double price;
-    hm_span price_text;   /* the number's text (digits of a string value, or the token) */
-    double volume;        /* trade/liquidation quantity; transfer: amount */
+    hm_span price_text; /* the number's text (digits of a string value, or the token) */
+    double volume;      /* trade/liquidation quantity; transfer: amount */
     hm_span volume_text;
-    hm_span trade_id;     /* text of a string id, or the digits of an integer id */
-    bool trade_id_numeric;  /* the id is a non-negative integer (<= 2^63-1) */
-    uint64_t trade_id_num;  /* its value when trade_id_numeric */
+    hm_span trade_id;      /* text of a string id, or the digits of an integer id */
+    bool trade_id_numeric; /* the id is a non-negative integer (<= 2^63-1) */
+    uint64_t trade_id_num; /* its value when trade_id_numeric */
     hm_side side;
-    hm_span asset;        /* transfer */
-    hm_span from;         /* transfer: source address */
-    hm_span to;           /* transfer: destination address */
-    hm_span tx_hash;      /* transfer */
+    hm_span asset;   /* transfer */
+    hm_span from;    /* transfer: source address */
+    hm_span to;      /* transfer: destination address */
+    hm_span tx_hash; /* transfer */
 
-    bool strict_json;     /* false when the input used NaN/Infinity tokens: the raw
-                             bytes are then not strict JSON and must be embedded as
-                             a string, not as an object */
-    hm_span raw;          /* the whole object, surrounding whitespace trimmed */
+    bool strict_json; /* false when the input used NaN/Infinity tokens: the raw
+                         bytes are then not strict JSON and must be embedded as
+                         a string, not as an object */
+    hm_span raw;      /* the whole object, surrounding whitespace trimmed */
 } hm_tick;
 
 /** Why a record could not be decoded at all (a PARSE_ERROR). */
 typedef struct hm_decode_err {
-    size_t offset;        /* byte offset of the problem in the input */
-    char field[32];       /* the key being read, "" when not inside a value */
-    char msg[160];        /* "expected ',' or '}' after value", "invalid UTF-8", ... */
+    size_t offset;  /* byte offset of the problem in the input */
+    char field[32]; /* the key being read, "" when not inside a value */
+    char msg[160];  /* "expected ',' or '}' after value", "invalid UTF-8", ... */
 } hm_decode_err;
 
 /** Limits the decoder enforces. */
-#define HM_TICK_MAX_DEPTH 16          /* nesting of objects/arrays inside a record */
+#define HM_TICK_MAX_DEPTH         16 /* nesting of objects/arrays inside a record */
 #define HM_TICK_DEFAULT_MAX_BYTES 65536
 
 /**

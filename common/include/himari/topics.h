@@ -4,26 +4,29 @@
  * The seed's four topics with its partitions, retention and compression, a
  * dead-letter topic for each topic a service consumes (unparseable input is
  * kept there whole, with the error in a header), and the validator's state
- * changelog. tools/himari-topics creates them; services look up names here.
+ * changelog (compacted; one partition per raw_market_data partition, since a
+ * partition's state is restored from the changelog partition of the same number).
+ * tools/himari-topics creates them; services look up names here.
  */
 #ifndef HIMARI_TOPICS_H
 #define HIMARI_TOPICS_H
 
 #include <stddef.h>
 
-#define HM_TOPIC_RAW "raw_market_data"
-#define HM_TOPIC_QUALITY "quality_scores"
-#define HM_TOPIC_CAUSAL "causal_events"
-#define HM_TOPIC_FEATURES "features_computed"
-#define HM_TOPIC_RAW_DLQ "raw_market_data.dlq"
-#define HM_TOPIC_QUALITY_DLQ "quality_scores.dlq"
-#define HM_TOPIC_CAUSAL_DLQ "causal_events.dlq"
+#define HM_TOPIC_RAW                 "raw_market_data"
+#define HM_TOPIC_QUALITY             "quality_scores"
+#define HM_TOPIC_CAUSAL              "causal_events"
+#define HM_TOPIC_FEATURES            "features_computed"
+#define HM_TOPIC_RAW_DLQ             "raw_market_data.dlq"
+#define HM_TOPIC_QUALITY_DLQ         "quality_scores.dlq"
+#define HM_TOPIC_CAUSAL_DLQ          "causal_events.dlq"
+#define HM_TOPIC_VALIDATOR_CHANGELOG "ingest-validator.changelog"
 
 /** Header names on dead-letter records. */
-#define HM_DLQ_HEADER_ERROR "himari.error"         /* what was wrong, human-readable */
-#define HM_DLQ_HEADER_TOPIC "himari.source.topic"  /* where the bytes were read */
+#define HM_DLQ_HEADER_ERROR     "himari.error"        /* what was wrong, human-readable */
+#define HM_DLQ_HEADER_TOPIC     "himari.source.topic" /* where the bytes were read */
 #define HM_DLQ_HEADER_PARTITION "himari.source.partition"
-#define HM_DLQ_HEADER_OFFSET "himari.source.offset"
+#define HM_DLQ_HEADER_OFFSET    "himari.source.offset"
 
 typedef struct hm_topic_config {
     const char *name;

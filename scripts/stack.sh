@@ -1,0 +1,742 @@
+#!/usr/bin/env bash
+# scripts/stack.sh - starts, stops and reports the real servers that integration tests and
+# `make run` use: Apache Kafka 3.9.1 (KRaft, single node), Redis and PostgreSQL 15, each on
+# 127.0.0.1 only, with data, logs and pid under $HIMARI_RUN_DIR/<name>/ and the ports from
+# scripts/env.sh, so the dev and test profiles run side by side.
+#
+# Must never: listen on anything but loopback, touch a process that is not this profile's
+# (processes are matched on this run dir, pids are checked before they are signalled), leave a
+# process behind after `stop`, or print a secret.
+#
+# Usage: stack.sh start|stop|status|restart [kafka|redis|postgres ...]   (no names = all three)
+#        stack.sh logs NAME [-f]
+# `status` exits 0 when every named server is running and answering, 3 otherwise.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=env.sh disable=SC1091
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+readonly ALL_SERVERS=(kafka redis postgres)
+readonly PG_BIN=/usr/lib/postgresql/15/bin
+readonly STOP_WAIT_S=20
+readonly RUN="$HIMARI_RUN_DIR"
+readonly K="$RUN/kafka"
+readonly R="$RUN/redis"
+
+usage() {
+	cat >&2 <<'EOF'
+usage: stack.sh start|stop|status|restart [kafka|redis|postgres ...]
+       stack.sh logs kafka|redis|postgres [-f]
+EOF
+	exit 2
+}
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+
+# elapsed_since T0 - seconds since T0 (from now), one decimal.
+elapsed_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# older_than T0 SECONDS - true once SECONDS have passed since T0.
+older_than() { awk -v a="$1" -v b="$(now)" -v s="$2" 'BEGIN { exit !(b - a >= s) }'; }
+
+# re_escape STRING - STRING as a literal for pgrep's extended regular expressions.
+re_escape() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'; }
+
+# pid_alive PID - PID exists and is not a zombie (this machine's init reaps orphans only
+# every second or two; a zombie has already finished).
+pid_alive() {
+	local stat=""
+	[[ -n "$1" ]] && kill -0 "$1" 2>/dev/null || return 1
+	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	stat="${stat##*) }"
+	[[ "${stat:0:1}" != Z ]]
+}
+
+cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+
+# port_open PORT - something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# port_owner PORT - "users:((...))" of whoever listens on PORT, or empty.
+port_owner() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n1 || true; }
+
+# read_pidfile FILE - the first line of FILE when it is a number.
+read_pidfile() {
+	local p=""
+	if [[ -r "$1" ]]; then
+		read -r p <"$1" 2>/dev/null || true
+	fi
+	[[ "$p" =~ ^[0-9]+$ ]] && printf '%s' "$p"
+	return 0
+}
+
+# secret NAME - path of $RUN/secrets/NAME, made once: 32 random hex chars, mode 600.
+secret() {
+	local f="$RUN/secrets/$1"
+	if [[ ! -s "$f" ]]; then
+		mkdir -p "$RUN/secrets"
+		chmod 700 "$RUN/secrets"
+		(
+			umask 077
+			od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$f.tmp"
+			mv "$f.tmp" "$f"
+		)
+		hm_say "generated $f"
+	fi
+	printf '%s' "$f"
+}
+
+# Sizes of log files when this invocation launched their server: a failure shows only what
+# that start wrote, not an older run's shutdown.
+declare -A LOG_OFFSET=()
+
+mark_logs() {
+	local f
+	for f in "$@"; do
+		LOG_OFFSET[$f]="$(stat -c %s "$f" 2>/dev/null || printf 0)"
+	done
+}
+
+# show_log_tail FILE... - the last 30 lines each FILE got since mark_logs, to stderr.
+show_log_tail() {
+	local f off size
+	for f in "$@"; do
+		[[ -s "$f" ]] || continue
+		off="${LOG_OFFSET[$f]:-0}"
+		size="$(stat -c %s "$f")"
+		[[ "$size" -ge "$off" ]] || off=0
+		[[ "$size" -gt "$off" ]] || continue
+		printf -- '--- last 30 lines of %s ---\n' "$f" >&2
+		tail -c +"$((off + 1))" "$f" | tail -n 30 >&2
+	done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Per-server knowledge: <name>_pattern (a pgrep -f regex matching only this instance),
+# <name>_pidfile, <name>_prepare (config, first-time init), <name>_launch, <name>_ready,
+# <name>_logs (logs to show), <name>_port_list, <name>_timeout.
+
+# ---- Kafka ----------------------------------------------------------------------------------
+kafka_pattern() { printf 'kafka\\.Kafka %s$' "$(re_escape "$K/server.properties")"; }
+kafka_pidfile() { printf '%s' "$K/kafka.pid"; }
+kafka_logs() { printf '%s\n' "$K/server.log" "$K/kafka.out"; }
+kafka_port_list() { printf '%s %s' "$HIMARI_KAFKA_PORT" "$HIMARI_KAFKA_CONTROLLER_PORT"; }
+kafka_timeout() { printf 60; }
+kafka_where() { printf '127.0.0.1:%s (controller %s)' "$HIMARI_KAFKA_PORT" "$HIMARI_KAFKA_CONTROLLER_PORT"; }
+
+readonly KAFKA_JVM_OPTS=(-Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+	-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
+	-Djava.awt.headless=true)
+
+kafka_prepare() {
+	compgen -G "$HIMARI_KAFKA_LIB/kafka_2.13-*.jar" >/dev/null ||
+		hm_die "no Kafka jars in $HIMARI_KAFKA_LIB: run scripts/deps.sh first"
+	command -v java >/dev/null 2>&1 || hm_die "java not found on PATH (scripts/deps.sh installs it)"
+	mkdir -p "$K/data"
+	cat >"$K/server.properties" <<EOF
+# Generated by scripts/stack.sh at every start from scripts/env.sh; edits are lost.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$HIMARI_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$HIMARI_KAFKA_PORT,CONTROLLER://127.0.0.1:$HIMARI_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$HIMARI_KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$K/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+group.initial.rebalance.delay.ms=0
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
+transaction.remove.expired.transaction.cleanup.interval.ms=3600000
+log.cleaner.enable=true
+log.cleaner.backoff.ms=1000
+delete.topic.enable=true
+group.min.session.timeout.ms=2000
+log.retention.check.interval.ms=60000
+EOF
+	cat >"$K/log4j.properties" <<EOF
+# Generated by scripts/stack.sh (reload4j / log4j 1.x syntax).
+log4j.rootLogger=INFO, server
+log4j.appender.server=org.apache.log4j.RollingFileAppender
+log4j.appender.server.File=$K/server.log
+log4j.appender.server.MaxFileSize=100MB
+log4j.appender.server.MaxBackupIndex=2
+log4j.appender.server.layout=org.apache.log4j.PatternLayout
+log4j.appender.server.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.appender.controller=org.apache.log4j.RollingFileAppender
+log4j.appender.controller.File=$K/controller.log
+log4j.appender.controller.MaxFileSize=100MB
+log4j.appender.controller.MaxBackupIndex=2
+log4j.appender.controller.layout=org.apache.log4j.PatternLayout
+log4j.appender.controller.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.controller=INFO, controller
+log4j.additivity.kafka.controller=false
+log4j.logger.org.apache.kafka.controller=INFO, controller
+log4j.additivity.org.apache.kafka.controller=false
+log4j.logger.state.change.logger=INFO, controller
+log4j.additivity.state.change.logger=false
+log4j.logger.kafka.request.logger=WARN
+EOF
+	cat >"$K/tools-log4j.properties" <<'EOF'
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+	# KRaft storage is formatted once; later starts reuse it (and its cluster id).
+	if [[ ! -f "$K/data/meta.properties" ]]; then
+		local tool=(java -Djava.awt.headless=true -Dlog4j.configuration="file:$K/tools-log4j.properties"
+			-cp "$HIMARI_KAFKA_LIB/*" kafka.tools.StorageTool)
+		if [[ ! -s "$K/cluster.id" ]]; then
+			"${tool[@]}" random-uuid >"$K/cluster.id.tmp" 2>>"$K/format.log" ||
+				hm_die "kafka: StorageTool random-uuid failed (see $K/format.log)"
+			mv "$K/cluster.id.tmp" "$K/cluster.id"
+		fi
+		hm_say "kafka: formatting $K/data (cluster id $(cat "$K/cluster.id"))"
+		"${tool[@]}" format -t "$(cat "$K/cluster.id")" -c "$K/server.properties" \
+			>>"$K/format.log" 2>&1 || {
+			show_log_tail "$K/format.log"
+			hm_die "kafka: formatting the storage failed"
+		}
+	fi
+}
+
+kafka_launch() {
+	local pidfile
+	pidfile="$(kafka_pidfile)"
+	rm -f "$pidfile"
+	# Readiness looks only at log lines written by this start.
+	stat -c %s "$K/server.log" 2>/dev/null >"$K/start.offset" || printf '0\n' >"$K/start.offset"
+	# setsid: a Ctrl-C in the caller's terminal must not reach the broker. The inner shell
+	# writes its own pid and then becomes java, so the pid file names the broker itself.
+	# shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-launch "$pidfile" \
+		java "${KAFKA_JVM_OPTS[@]}" -Dkafka.logs.dir="$K" \
+		-Dlog4j.configuration="file:$K/log4j.properties" \
+		-cp "$HIMARI_KAFKA_LIB/*" kafka.Kafka "$K/server.properties" \
+		</dev/null >>"$K/kafka.out" 2>&1 9>&- &
+}
+
+kafka_ready() {
+	local offset=0 size
+	port_open "$HIMARI_KAFKA_PORT" || return 1
+	offset="$(read_pidfile "$K/start.offset")"
+	size="$(stat -c %s "$K/server.log" 2>/dev/null || printf 0)"
+	# A log that shrank was rolled over: then all of it is new.
+	if [[ -z "$offset" || "$size" -lt "$offset" ]]; then
+		offset=0
+	fi
+	# Not grep -q: stopping at the first match would hand tail a SIGPIPE, failing the pipe.
+	tail -c +"$((offset + 1))" "$K/server.log" 2>/dev/null | grep -F 'Kafka Server started' >/dev/null
+}
+
+# ---- Redis ----------------------------------------------------------------------------------
+redis_pattern() { printf 'redis-server .*%s$' "$(re_escape "$R/redis.conf")"; }
+redis_pidfile() { printf '%s' "$R/redis.pid"; }
+redis_logs() { printf '%s\n' "$R/redis.log"; }
+redis_port_list() { printf '%s' "$HIMARI_REDIS_PORT"; }
+redis_timeout() { printf 30; }
+redis_where() { printf '127.0.0.1:%s' "$HIMARI_REDIS_PORT"; }
+
+redis_prepare() {
+	local pw
+	command -v redis-server >/dev/null 2>&1 || hm_die "redis-server not found (scripts/deps.sh)"
+	pw="$(cat "$(secret redis_password)")"
+	mkdir -p "$R/data"
+	(
+		umask 077
+		cat >"$R/redis.conf" <<EOF
+# Generated by scripts/stack.sh at every start from scripts/env.sh; edits are lost.
+bind 127.0.0.1
+port $HIMARI_REDIS_PORT
+protected-mode yes
+requirepass $pw
+appendonly yes
+appendfsync everysec
+dir $R/data
+daemonize yes
+supervised no
+pidfile $R/redis.pid
+logfile $R/redis.log
+loglevel notice
+# The config path in the process title is how stack.sh tells this instance from others.
+proc-title-template "{title} {listen-addr} {server-mode} {config-file}"
+EOF
+	)
+}
+
+redis_launch() {
+	rm -f "$(redis_pidfile)"
+	# daemonize yes: redis-server forks, detaches and writes its pid file itself.
+	redis-server "$R/redis.conf" </dev/null >>"$R/redis.out" 2>&1 9>&- ||
+		hm_die "redis-server refused to start (see $R/redis.out)"
+}
+
+redis_cli() {
+	REDISCLI_AUTH="$(cat "$RUN/secrets/redis_password")" \
+		redis-cli -h 127.0.0.1 -p "$HIMARI_REDIS_PORT" --no-auth-warning "$@"
+}
+
+redis_ready() {
+	[[ "$(redis_cli ping 2>/dev/null)" == PONG ]]
+}
+
+# ---- PostgreSQL -----------------------------------------------------------------------------
+# PG_DIR is $RUN/postgres unless the postgres user cannot reach it (see pg_choose_dir).
+PG_DIR="$RUN/postgres"
+PG_SUPERUSER="$(id -un)"
+if [[ $EUID -eq 0 ]]; then
+	PG_SUPERUSER=postgres
+fi
+
+# as_pg CMD... - run CMD as the user that owns the cluster (initdb refuses to run as root).
+as_pg() {
+	if [[ $EUID -eq 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+pg_can_reach() { as_pg test -d "$1" -a -x "$1" 2>/dev/null; }
+
+# pg_choose_dir - make $RUN/postgres usable by the postgres user: every parent directory must
+# be traversable. Fix what chmod o+x can fix; otherwise fall back to /var/tmp and link to it.
+pg_choose_dir() {
+	local d part parts fallback="/var/tmp/himari-$HIMARI_PROFILE-pg"
+	if [[ -L "$RUN/postgres" ]]; then
+		PG_DIR="$(readlink -f "$RUN/postgres")"
+	fi
+	[[ $EUID -eq 0 ]] || return 0
+	mkdir -p "$PG_DIR"
+	chown postgres:postgres "$PG_DIR"
+	chmod 700 "$PG_DIR"
+	pg_can_reach "$PG_DIR" && return 0
+	# Top down, so each test sees its parents already traversable and blames the right dir.
+	d=""
+	IFS=/ read -ra parts <<<"${PG_DIR#/}"
+	for part in "${parts[@]}"; do
+		d+="/$part"
+		as_pg test -x "$d" 2>/dev/null && continue
+		chmod o+x "$d" 2>/dev/null || break
+		hm_say "postgres: made $d traversable (chmod o+x) so the postgres user reaches its data dir"
+	done
+	pg_can_reach "$PG_DIR" && return 0
+	if [[ -d "$RUN/postgres" && ! -L "$RUN/postgres" ]]; then
+		rmdir "$RUN/postgres" 2>/dev/null ||
+			hm_die "postgres: user postgres cannot reach $RUN/postgres, which is not empty"
+	fi
+	hm_say "postgres: user postgres cannot reach $RUN; using $fallback (linked from $RUN/postgres)"
+	PG_DIR="$fallback"
+	mkdir -p "$PG_DIR"
+	chown postgres:postgres "$PG_DIR"
+	chmod 700 "$PG_DIR"
+	ln -sfn "$PG_DIR" "$RUN/postgres"
+}
+
+# Resolve the dir once for every command, without creating anything: stop and status must
+# find a fallback dir chosen by an earlier start.
+if [[ -L "$RUN/postgres" ]]; then
+	PG_DIR="$(readlink -f "$RUN/postgres")"
+fi
+
+postgres_pattern() { printf 'bin/postgres -D %s( |$)' "$(re_escape "$PG_DIR/data")"; }
+postgres_pidfile() { printf '%s' "$PG_DIR/data/postmaster.pid"; }
+postgres_logs() { printf '%s\n' "$PG_DIR/postgres.log" "$PG_DIR/initdb.log"; }
+postgres_port_list() { printf '%s' "$HIMARI_PG_PORT"; }
+postgres_timeout() { printf 30; }
+postgres_where() { printf '127.0.0.1:%s' "$HIMARI_PG_PORT"; }
+
+postgres_prepare() {
+	local sock_path sockdir_sql
+	[[ -x "$PG_BIN/postgres" ]] || hm_die "PostgreSQL 15 not found in $PG_BIN (scripts/deps.sh)"
+	secret postgres_password >/dev/null
+	pg_choose_dir
+	sock_path="$PG_DIR/.s.PGSQL.$HIMARI_PG_PORT"
+	[[ ${#sock_path} -lt 100 ]] ||
+		hm_die "postgres: socket path $sock_path is too long for a unix socket; use a shorter HIMARI_RUN_DIR"
+	if [[ ! -f "$PG_DIR/data/PG_VERSION" ]]; then
+		if [[ -d "$PG_DIR/data" ]] && [[ -n "$(ls -A "$PG_DIR/data")" ]]; then
+			hm_die "postgres: $PG_DIR/data is not empty but holds no cluster; move it away"
+		fi
+		hm_say "postgres: initdb $PG_DIR/data"
+		as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" --username="$PG_SUPERUSER" \
+			--auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --no-locale \
+			>"$PG_DIR/initdb.log" 2>&1 || {
+			show_log_tail "$PG_DIR/initdb.log"
+			hm_die "postgres: initdb failed"
+		}
+		printf "\ninclude = 'himari.conf'\t# written by scripts/stack.sh at every start\n" |
+			as_pg tee -a "$PG_DIR/data/postgresql.conf" >/dev/null
+	fi
+	sockdir_sql="${PG_DIR//"'"/"''"}"
+	# Regenerated at every start so the port and paths follow scripts/env.sh.
+	as_pg tee "$PG_DIR/data/himari.conf" >/dev/null <<EOF
+# Generated by scripts/stack.sh at every start from scripts/env.sh; edits are lost.
+listen_addresses = '127.0.0.1'
+port = $HIMARI_PG_PORT
+unix_socket_directories = '$sockdir_sql'
+fsync = on
+password_encryption = 'scram-sha-256'
+cluster_name = 'himari-$HIMARI_PROFILE'
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+}
+
+postgres_launch() {
+	# -W: do not wait here; all servers boot in parallel and are waited for afterwards.
+	as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -s -W start \
+		</dev/null 9>&- || {
+		show_log_tail "$PG_DIR/postgres.log"
+		hm_die "postgres: pg_ctl start failed"
+	}
+}
+
+postgres_ready() {
+	"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$HIMARI_PG_PORT" -t 1
+}
+
+# postgres_after_ready - role himari with the password from the secret file and database
+# himari_analytics owned by it; idempotent, so it runs at every start. The password travels
+# on stdin, never on a command line.
+postgres_after_ready() {
+	local pw
+	pw="$(cat "$RUN/secrets/postgres_password")"
+	[[ "$pw" =~ ^[0-9a-f]+$ ]] || hm_die "postgres: $RUN/secrets/postgres_password is not hex"
+	as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$HIMARI_PG_PORT" \
+		-U "$PG_SUPERUSER" -d postgres >/dev/null <<EOF || hm_die "postgres: creating role/database failed"
+SELECT 'CREATE ROLE himari LOGIN'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'himari') \gexec
+ALTER ROLE himari WITH LOGIN PASSWORD '$pw';
+SELECT 'CREATE DATABASE himari_analytics OWNER himari'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'himari_analytics') \gexec
+EOF
+	# The way clients will come in: TCP on loopback with a SCRAM password.
+	PGPASSWORD="$pw" "$PG_BIN/psql" -X -q -At -h 127.0.0.1 -p "$HIMARI_PG_PORT" -U himari \
+		-d himari_analytics -c 'SELECT 1' >/dev/null ||
+		hm_die "postgres: role himari cannot log in to himari_analytics over TCP"
+}
+
+# ---------------------------------------------------------------------------------------------
+# generic start / stop / status
+
+# find_pids NAME - pids of this instance: the pid file's (when it is really ours) and any
+# process whose command line matches the instance pattern (e.g. one whose pid file was lost).
+find_pids() {
+	local name="$1" pattern pid
+	pattern="$("${name}_pattern")"
+	pid="$(read_pidfile "$("${name}_pidfile")")"
+	{
+		if pid_alive "$pid" && [[ "$(cmdline_of "$pid")" =~ $pattern ]]; then
+			printf '%s\n' "$pid"
+		fi
+		pgrep -f -- "$pattern" || true
+	} | sort -un
+}
+
+main_pid() { find_pids "$1" | sed -n 1p; }
+
+declare -A LAUNCHED_AT=()
+FAILED=0
+
+start_launch() {
+	local name="$1" pid port owner logs
+	pid="$(main_pid "$name")"
+	if [[ -n "$pid" ]]; then
+		if "${name}_ready"; then
+			hm_say "$name already running on $("${name}_where") (pid $pid)"
+			return 0
+		fi
+		hm_say "$name is running (pid $pid) but not answering yet; waiting for it"
+		LAUNCHED_AT[$name]="$(now)"
+		return 0
+	fi
+	for port in $("${name}_port_list"); do
+		if port_open "$port"; then
+			owner="$(port_owner "$port")"
+			hm_say "$name: port $port on 127.0.0.1 is already taken${owner:+ by $owner}"
+			FAILED=1
+			return 0
+		fi
+	done
+	mkdir -p "$RUN/$name"
+	"${name}_prepare"
+	hm_say "starting $name on $("${name}_where")"
+	mapfile -t logs < <("${name}_logs")
+	mark_logs "${logs[@]}"
+	LAUNCHED_AT[$name]="$(now)"
+	"${name}_launch"
+}
+
+# start_check NAME - one look at a launched server: 0 = ready (and announced), 1 = not yet,
+# 2 = failed (announced, with its log tail).
+start_check() {
+	local name="$1" t0 timeout pid logs
+	t0="${LAUNCHED_AT[$name]}"
+	timeout="$("${name}_timeout")"
+	mapfile -t logs < <("${name}_logs")
+	pid="$(main_pid "$name")"
+	if [[ -n "$pid" ]] && "${name}_ready"; then
+		if declare -F "${name}_after_ready" >/dev/null; then
+			"${name}_after_ready"
+		fi
+		hm_say "$name ready on 127.0.0.1:$("${name}_port_list" | cut -d' ' -f1) (pid $pid, logs ${logs[0]}) after $(elapsed_since "$t0")s"
+		return 0
+	fi
+	# No process after a few seconds means it exited (bad config, port race, ...).
+	if [[ -z "$pid" ]] && older_than "$t0" 5; then
+		show_log_tail "${logs[@]}"
+		hm_say "$name exited during start (logs above)"
+		return 2
+	fi
+	if older_than "$t0" "$timeout"; then
+		show_log_tail "${logs[@]}"
+		hm_say "$name not ready after ${timeout}s${pid:+ (pid $pid still running: stack.sh stop $name ends it)}"
+		return 2
+	fi
+	return 1
+}
+
+cmd_start() {
+	local name pending=() still rc
+	# Launch all first, then poll them together: Kafka's JVM boots while Redis and
+	# PostgreSQL come up, and each is announced as soon as it answers.
+	for name in "$@"; do
+		start_launch "$name"
+		if [[ -n "${LAUNCHED_AT[$name]:-}" ]]; then
+			pending+=("$name")
+		fi
+	done
+	while [[ ${#pending[@]} -gt 0 ]]; do
+		still=()
+		for name in "${pending[@]}"; do
+			rc=0
+			start_check "$name" || rc=$?
+			case $rc in
+			0) ;;
+			1) still+=("$name") ;;
+			*) FAILED=1 ;;
+			esac
+		done
+		pending=("${still[@]}")
+		[[ ${#pending[@]} -eq 0 ]] || sleep 0.2
+	done
+	[[ $FAILED -eq 0 ]] || hm_die "start failed"
+}
+
+# stop_signal NAME - the polite signal. PostgreSQL gets SIGINT (fast shutdown): its SIGTERM
+# is "smart" shutdown, which waits for every client to disconnect first.
+stop_signal() {
+	case "$1" in
+	postgres) printf INT ;;
+	*) printf TERM ;;
+	esac
+}
+
+declare -A STOP_PIDS=()
+
+stop_begin() {
+	local name="$1" pids p children=""
+	pids="$(find_pids "$name" | tr '\n' ' ')"
+	if [[ -z "${pids// /}" ]]; then
+		hm_say "$name not running"
+		return 0
+	fi
+	# PostgreSQL's backends carry no path in their titles: remember them by parent.
+	for p in $pids; do
+		children+="$(pgrep -P "$p" | tr '\n' ' ' || true)"
+	done
+	hm_say "stopping $name (pid ${pids% })"
+	for p in $pids; do
+		kill -s "$(stop_signal "$name")" "$p" 2>/dev/null || true
+	done
+	STOP_PIDS[$name]="$pids $children"
+}
+
+# wait_gone SECONDS PID... - true once none of the pids is alive.
+wait_gone() {
+	local t0 p alive limit="$1"
+	t0="$(now)"
+	shift
+	while :; do
+		alive=0
+		for p in "$@"; do
+			pid_alive "$p" && alive=1 && break
+		done
+		[[ $alive -eq 0 ]] && return 0
+		older_than "$t0" "$limit" && return 1
+		sleep 0.1
+	done
+}
+
+stop_finish() {
+	local name="$1" pids left p t0
+	pids="${STOP_PIDS[$name]:-}"
+	[[ -n "${pids// /}" ]] || return 0
+	t0="$(now)"
+	# shellcheck disable=SC2086 # pid lists split on spaces on purpose
+	if ! wait_gone "$STOP_WAIT_S" $pids; then
+		hm_say "$name did not stop within ${STOP_WAIT_S}s: SIGKILL"
+		for p in $pids; do
+			kill -s KILL "$p" 2>/dev/null || true
+		done
+		# shellcheck disable=SC2086
+		wait_gone 5 $pids || true
+	fi
+	left="$(find_pids "$name" | tr '\n' ' ')"
+	if [[ -n "${left// /}" ]]; then
+		hm_say "$name: processes still present after stop: $left"
+		FAILED=1
+		return 0
+	fi
+	if [[ "$name" == kafka ]]; then
+		rm -f "$(kafka_pidfile)"
+	fi
+	hm_say "$name stopped after $(elapsed_since "$t0")s"
+}
+
+# stop_services - the lead's service processes started from this run dir (one pid file each
+# under $RUN/services/). A pid whose process started after its pid file was written belongs to
+# someone else now (pid reuse) and is left alone.
+stop_services() {
+	local f pid etimes started mtime pids=() files=()
+	for f in "$RUN"/services/*.pid; do
+		[[ -e "$f" ]] || continue
+		pid="$(read_pidfile "$f")"
+		if ! pid_alive "$pid"; then
+			rm -f "$f"
+			continue
+		fi
+		etimes="$(ps -o etimes= -p "$pid" | tr -d ' ')"
+		started=$(($(date +%s) - ${etimes:-0}))
+		mtime="$(stat -c %Y "$f")"
+		if ((started > mtime + 2)); then
+			hm_say "services: pid $pid in $f is a newer, unrelated process; not touching it"
+			rm -f "$f"
+			continue
+		fi
+		hm_say "stopping service $(basename "$f" .pid) (pid $pid)"
+		kill -s TERM "$pid" 2>/dev/null || true
+		pids+=("$pid")
+		files+=("$f")
+	done
+	[[ ${#pids[@]} -gt 0 ]] || return 0
+	if ! wait_gone "$STOP_WAIT_S" "${pids[@]}"; then
+		hm_say "services did not stop within ${STOP_WAIT_S}s: SIGKILL"
+		for pid in "${pids[@]}"; do
+			kill -s KILL "$pid" 2>/dev/null || true
+		done
+		wait_gone 5 "${pids[@]}" || {
+			hm_say "services: some pids survived SIGKILL: ${pids[*]}"
+			FAILED=1
+		}
+	fi
+	rm -f "${files[@]}"
+}
+
+cmd_stop() {
+	local all="$1" name
+	shift
+	if [[ "$all" -eq 1 ]]; then
+		stop_services
+	fi
+	for name in "$@"; do
+		stop_begin "$name"
+	done
+	for name in "$@"; do
+		stop_finish "$name"
+	done
+	[[ $FAILED -eq 0 ]] || hm_die "stop failed"
+}
+
+cmd_status() {
+	local name pid state rc=0 f spid
+	for name in "$@"; do
+		pid="$(main_pid "$name")"
+		if [[ -z "$pid" ]]; then
+			state=stopped
+			rc=3
+		elif "${name}_ready"; then
+			state=running
+		else
+			state="running, not answering"
+			rc=3
+		fi
+		printf '%-9s %-24s pid %-8s %s\n' "$name" "$state" "${pid:--}" "$("${name}_where")"
+	done
+	for f in "$RUN"/services/*.pid; do
+		[[ -e "$f" ]] || continue
+		spid="$(read_pidfile "$f")"
+		if pid_alive "$spid"; then
+			printf '%-9s %-24s pid %s\n' "$(basename "$f" .pid)" "running (service)" "$spid"
+		fi
+	done
+	return "$rc"
+}
+
+cmd_logs() {
+	local name="$1" follow="${2:-}" log
+	log="$("${name}_logs" | sed -n 1p)"
+	[[ -e "$log" ]] || hm_die "no log yet: $log"
+	if [[ "$follow" == -f ]]; then
+		exec tail -n 50 -F "$log"
+	fi
+	tail -n 50 "$log"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+[[ $# -ge 1 ]] || usage
+cmd="$1"
+shift
+
+if [[ "$cmd" == logs ]]; then
+	[[ $# -ge 1 && $# -le 2 ]] || usage
+	[[ " ${ALL_SERVERS[*]} " == *" $1 "* ]] || usage
+	[[ $# -eq 1 || "$2" == -f ]] || usage
+	cmd_logs "$@"
+	exit 0
+fi
+
+names=()
+all=0
+if [[ $# -eq 0 ]]; then
+	names=("${ALL_SERVERS[@]}")
+	all=1
+fi
+for n in "$@"; do
+	[[ " ${ALL_SERVERS[*]} " == *" $n "* ]] || {
+		printf 'stack.sh: unknown server "%s" (kafka, redis, postgres)\n' "$n" >&2
+		usage
+	}
+	[[ " ${names[*]} " == *" $n "* ]] || names+=("$n")
+done
+
+mkdir -p "$RUN"
+# One stack.sh at a time per run dir changes things; servers are started with fd 9 closed so
+# they never hold this lock.
+if [[ "$cmd" != status ]]; then
+	exec 9>"$RUN/.stack.lock"
+	flock -w 120 9 || hm_die "another stack.sh holds $RUN/.stack.lock"
+fi
+
+case "$cmd" in
+start) cmd_start "${names[@]}" ;;
+stop) cmd_stop "$all" "${names[@]}" ;;
+restart)
+	cmd_stop 0 "${names[@]}"
+	cmd_start "${names[@]}"
+	;;
+status) cmd_status "${names[@]}" ;;
+*) usage ;;
+esac
