@@ -4,8 +4,9 @@
  * any consumer group. Services restore their state from a changelog with it
  * before they take over the input partitions.
  *
- * End of a partition is librdkafka's PARTITION_EOF (enable.partition.eof);
- * an empty partition reports EOF at once. The client has a group.id only
+ * End of a partition is librdkafka's PARTITION_EOF (enable.partition.eof),
+ * which the event API delivers as an error event naming the partition; an
+ * empty partition reports it at once. The client has a group.id only
  * because librdkafka wants one for its consumer queue; it never joins the
  * group (assign, not subscribe) and never commits.
  */
@@ -71,6 +72,15 @@ static void reader_on_event(hm_kq *kq, rd_kafka_event_t *ev) {
                 r->count++;
                 r->h.on_message(r, m, r->ud);
             }
+        }
+    } else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_ERROR &&
+               rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        /* With the event API, end-of-partition comes as an error event that
+         * carries its partition, not as a message. */
+        rd_kafka_topic_partition_t *tp = rd_kafka_event_topic_partition(ev);
+        if (tp) {
+            if (!r->done_reported && !r->closing) mark_end(r, tp->partition);
+            rd_kafka_topic_partition_destroy(tp);
         }
     } else if (hm_kafka_common_event(r->rk, "reader", &r->km, ev, reason, sizeof(reason), &fatal) &&
                fatal) {

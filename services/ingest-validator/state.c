@@ -1,0 +1,634 @@
+/*
+ * state.c: the ingest-validator's per-partition state store (state.h): slabs
+ * of key and symbol records, open-addressing hash maps over them, dirty lists,
+ * tombstones, and the changelog format.
+ *
+ * Maps: linear probing on the high 32 bits of a 64-bit hash, kept at most half
+ * full, with backward-shift deletion (no tombstone slots, so lookups never slow
+ * down as keys come and go). A slot holds the record index and its hash bits,
+ * so a probe touches the record only when the bits match.
+ *
+ * Changelog values are small JSON objects ("v":1 plus every field); doubles are
+ * written with hm_json_double(), which reads back to the same bits, so an
+ * engine restored from the changelog judges exactly as the one that wrote it.
+ * Nothing here judges records or does I/O.
+ */
+#include "state.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- hashing ----------------------------------------------------------------------------- */
+
+uint64_t iv_key_hash(const char *exch, size_t exch_len, const char *sym, size_t sym_len) {
+    return iv_hash_bytes(iv_hash_bytes(0x6b6579ULL, exch, exch_len), sym, sym_len);
+}
+
+uint64_t iv_sym_hash(const char *sym, size_t sym_len) {
+    return iv_hash_bytes(0x73796dULL, sym, sym_len);
+}
+
+static inline uint32_t h32_of(uint64_t h) {
+    return (uint32_t)(h >> 32);
+}
+
+/* ---- maps -------------------------------------------------------------------------------- */
+
+static void map_init(iv_map *m, uint32_t cap) {
+    assert(cap && (cap & (cap - 1)) == 0);
+    m->slots = hm_xmalloc((size_t)cap * sizeof(*m->slots));
+    for (uint32_t i = 0; i < cap; i++)
+        m->slots[i].idx = IV_NONE;
+    m->mask = cap - 1;
+    m->n = 0;
+}
+
+static void map_free(iv_map *m) {
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}
+
+static void map_put_slot(iv_map *m, iv_slot s) {
+    uint32_t i = s.h32 & m->mask;
+    while (m->slots[i].idx != IV_NONE)
+        i = (i + 1) & m->mask;
+    m->slots[i] = s;
+    m->n++;
+}
+
+static void map_insert(iv_map *m, uint64_t h, uint32_t idx) {
+    if (!m->slots) map_init(m, 16);
+    if ((uint64_t)(m->n + 1) * 2 > (uint64_t)m->mask + 1) {
+        iv_map bigger;
+        if (m->mask >= UINT32_MAX / 2) hm_panic("ingest-validator: state map is full");
+        map_init(&bigger, (m->mask + 1) * 2);
+        for (uint32_t i = 0; i <= m->mask; i++)
+            if (m->slots[i].idx != IV_NONE) map_put_slot(&bigger, m->slots[i]);
+        free(m->slots);
+        *m = bigger;
+    }
+    map_put_slot(m, (iv_slot){idx, h32_of(h)});
+}
+
+static void map_remove(iv_map *m, uint64_t h, uint32_t idx) {
+    uint32_t i = h32_of(h) & m->mask;
+    while (m->slots[i].idx != idx) {
+        assert(m->slots[i].idx != IV_NONE && "map_remove: index not in the map");
+        i = (i + 1) & m->mask;
+    }
+    /* Backward shift: pull later entries of the probe run into the hole unless their
+     * home slot lies cyclically in (hole, entry], where they must stay. */
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & m->mask;
+        if (m->slots[j].idx == IV_NONE) break;
+        uint32_t home = m->slots[j].h32 & m->mask;
+        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays) continue;
+        m->slots[i] = m->slots[j];
+        i = j;
+    }
+    m->slots[i].idx = IV_NONE;
+    m->n--;
+}
+
+/* ---- partitions -------------------------------------------------------------------------- */
+
+static iv_part *part_new(void) {
+    iv_part *p = hm_xcalloc(1, sizeof(*p));
+    p->key_free = IV_NONE;
+    p->sym_free = IV_NONE;
+    return p;
+}
+
+static void part_free(iv_part *p) {
+    if (!p) return;
+    free(p->keys);
+    free(p->syms);
+    map_free(&p->key_map);
+    map_free(&p->sym_map);
+    free(p->dirty_keys);
+    free(p->dirty_syms);
+    hm_buf_free(&p->tombstones);
+    free(p);
+}
+
+void iv_state_free(iv_state *s) {
+    for (size_t i = 0; i < s->n_parts; i++)
+        part_free(s->parts[i]);
+    free(s->parts);
+    s->parts = NULL;
+    s->n_parts = 0;
+}
+
+iv_part *iv_state_part(iv_state *s, int32_t partition, bool create) {
+    assert(partition >= 0);
+    size_t i = (size_t)partition;
+    if (HM_LIKELY(i < s->n_parts && s->parts[i])) return s->parts[i];
+    if (!create) return NULL;
+    if (i >= s->n_parts) {
+        size_t n = s->n_parts ? s->n_parts : 4;
+        while (n <= i)
+            n *= 2;
+        s->parts = hm_xrealloc(s->parts, n * sizeof(*s->parts));
+        memset(s->parts + s->n_parts, 0, (n - s->n_parts) * sizeof(*s->parts));
+        s->n_parts = n;
+    }
+    s->parts[i] = part_new();
+    return s->parts[i];
+}
+
+void iv_state_drop_part(iv_state *s, int32_t partition) {
+    if (partition < 0 || (size_t)partition >= s->n_parts) return;
+    part_free(s->parts[partition]);
+    s->parts[partition] = NULL;
+}
+
+/* ---- lookups ----------------------------------------------------------------------------- */
+
+uint32_t iv_part_find_key(const iv_part *p, uint64_t h, const char *exch, size_t exch_len,
+                          const char *sym, size_t sym_len) {
+    const iv_map *m = &p->key_map;
+    if (HM_UNLIKELY(!m->slots)) return IV_NONE;
+    uint32_t hb = h32_of(h);
+    for (uint32_t i = hb & m->mask;; i = (i + 1) & m->mask) {
+        iv_slot s = m->slots[i];
+        if (s.idx == IV_NONE) return IV_NONE;
+        if (s.h32 != hb) continue;
+        const iv_key *k = &p->keys[s.idx];
+        if (k->hash != h || k->exch_len != exch_len || memcmp(k->exch, exch, exch_len) != 0)
+            continue;
+        const iv_sym *y = &p->syms[k->sym];
+        if (y->name_len == sym_len && memcmp(y->name, sym, sym_len) == 0) return s.idx;
+    }
+}
+
+uint32_t iv_part_find_sym(const iv_part *p, uint64_t h, const char *sym, size_t sym_len) {
+    const iv_map *m = &p->sym_map;
+    if (HM_UNLIKELY(!m->slots)) return IV_NONE;
+    uint32_t hb = h32_of(h);
+    for (uint32_t i = hb & m->mask;; i = (i + 1) & m->mask) {
+        iv_slot s = m->slots[i];
+        if (s.idx == IV_NONE) return IV_NONE;
+        if (s.h32 != hb) continue;
+        const iv_sym *y = &p->syms[s.idx];
+        if (y->hash == h && y->name_len == sym_len && memcmp(y->name, sym, sym_len) == 0)
+            return s.idx;
+    }
+}
+
+/* ---- creation and removal ---------------------------------------------------------------- */
+
+uint32_t iv_part_add_sym(iv_part *p, uint64_t h, const char *sym, size_t sym_len) {
+    assert(sym_len > 0 && sym_len < IV_SYM_MAX);
+    uint32_t si;
+    if (p->sym_free != IV_NONE) {
+        si = p->sym_free;
+        p->sym_free = p->syms[si].next_free;
+    } else {
+        if (p->syms_len == p->syms_cap) {
+            p->syms_cap = p->syms_cap ? p->syms_cap * 2 : 8;
+            p->syms = hm_xrealloc(p->syms, (size_t)p->syms_cap * sizeof(*p->syms));
+        }
+        si = p->syms_len++;
+    }
+    iv_sym *y = &p->syms[si];
+    memset(y, 0, sizeof(*y));
+    y->hash = h;
+    y->first_key = IV_NONE;
+    y->next_free = IV_NONE;
+    y->in_use = true;
+    y->name_len = (uint8_t)sym_len;
+    memcpy(y->name, sym, sym_len);
+    map_insert(&p->sym_map, h, si);
+    p->n_syms++;
+    return si;
+}
+
+void iv_key_reset(iv_key *k) {
+    /* Everything after the identity: the check state of a new key. */
+    size_t from = offsetof(iv_key, has_ts);
+    memset((char *)k + from, 0, sizeof(*k) - from);
+    k->silent = false;
+}
+
+uint32_t iv_part_add_key(iv_part *p, uint64_t h, uint32_t si, const char *exch, size_t exch_len) {
+    assert(exch_len > 0 && exch_len < IV_EXCH_MAX);
+    assert(si < p->syms_len && p->syms[si].in_use);
+    uint32_t ki;
+    if (p->key_free != IV_NONE) {
+        ki = p->key_free;
+        p->key_free = p->keys[ki].next;
+    } else {
+        if (p->keys_len == p->keys_cap) {
+            p->keys_cap = p->keys_cap ? p->keys_cap * 2 : 16;
+            p->keys = hm_xrealloc(p->keys, (size_t)p->keys_cap * sizeof(*p->keys));
+        }
+        ki = p->keys_len++;
+    }
+    iv_key *k = &p->keys[ki];
+    memset(k, 0, sizeof(*k));
+    k->hash = h;
+    k->sym = si;
+    k->in_use = true;
+    k->exch_len = (uint8_t)exch_len;
+    memcpy(k->exch, exch, exch_len);
+    iv_sym *y = &p->syms[si];
+    k->next = y->first_key;
+    y->first_key = ki;
+    y->n_keys++;
+    map_insert(&p->key_map, h, ki);
+    p->n_keys++;
+    return ki;
+}
+
+static void push_tombstone(iv_part *p, const hm_buf *key) {
+    uint32_t n = (uint32_t)key->len;
+    hm_buf_append(&p->tombstones, &n, sizeof(n));
+    hm_buf_append(&p->tombstones, key->data, key->len);
+    p->n_tombstones++;
+}
+
+void iv_part_drop_key(iv_part *p, uint32_t ki, bool tombstone) {
+    assert(ki < p->keys_len && p->keys[ki].in_use);
+    iv_key *k = &p->keys[ki];
+    if (tombstone) {
+        hm_buf name = HM_BUF_INIT;
+        iv_key_changelog_key(p, k, &name);
+        push_tombstone(p, &name);
+        hm_buf_free(&name);
+    }
+    iv_sym *y = &p->syms[k->sym];
+    uint32_t *link = &y->first_key;
+    while (*link != ki) {
+        assert(*link != IV_NONE && "key missing from its symbol's list");
+        link = &p->keys[*link].next;
+    }
+    *link = k->next;
+    y->n_keys--;
+    map_remove(&p->key_map, k->hash, ki);
+    p->n_keys--;
+    k->in_use = false;
+    k->dirty = false;
+    k->next = p->key_free;
+    p->key_free = ki;
+}
+
+void iv_part_drop_sym(iv_part *p, uint32_t si, bool tombstone) {
+    assert(si < p->syms_len && p->syms[si].in_use);
+    while (p->syms[si].first_key != IV_NONE)
+        iv_part_drop_key(p, p->syms[si].first_key, tombstone);
+    iv_sym *y = &p->syms[si];
+    if (tombstone) {
+        hm_buf name = HM_BUF_INIT;
+        iv_sym_changelog_key(y, &name);
+        push_tombstone(p, &name);
+        hm_buf_free(&name);
+    }
+    map_remove(&p->sym_map, y->hash, si);
+    p->n_syms--;
+    y->in_use = false;
+    y->dirty = false;
+    y->next_free = p->sym_free;
+    p->sym_free = si;
+}
+
+/* ---- dirty tracking ---------------------------------------------------------------------- */
+
+static void push_u32(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = hm_xrealloc(*v, (size_t)*cap * sizeof(**v));
+    }
+    (*v)[(*n)++] = x;
+}
+
+void iv_part_push_dirty_key_(iv_part *p, uint32_t ki) {
+    p->keys[ki].dirty = true;
+    push_u32(&p->dirty_keys, &p->n_dirty_keys, &p->dirty_keys_cap, ki);
+}
+
+void iv_part_push_dirty_sym_(iv_part *p, uint32_t si) {
+    p->syms[si].dirty = true;
+    push_u32(&p->dirty_syms, &p->n_dirty_syms, &p->dirty_syms_cap, si);
+}
+
+void iv_part_clear_dirty(iv_part *p) {
+    for (uint32_t i = 0; i < p->n_dirty_keys; i++)
+        p->keys[p->dirty_keys[i]].dirty = false;
+    for (uint32_t i = 0; i < p->n_dirty_syms; i++)
+        p->syms[p->dirty_syms[i]].dirty = false;
+    p->n_dirty_keys = 0;
+    p->n_dirty_syms = 0;
+    hm_buf_reset(&p->tombstones);
+    p->n_tombstones = 0;
+}
+
+void iv_part_flush(iv_part *p, int32_t partition, hm_buf *scratch, iv_state_emit_fn fn, void *ud) {
+    /* Tombstones first: a key dropped and created again since the last flush must
+     * end up present when the log is replayed in order. */
+    size_t off = 0;
+    for (uint32_t i = 0; i < p->n_tombstones; i++) {
+        uint32_t n;
+        memcpy(&n, p->tombstones.data + off, sizeof(n));
+        off += sizeof(n);
+        fn(ud, partition, p->tombstones.data + off, n, NULL, 0);
+        off += n;
+    }
+    hm_buf val = HM_BUF_INIT;
+    for (uint32_t i = 0; i < p->n_dirty_syms; i++) {
+        iv_sym *y = &p->syms[p->dirty_syms[i]];
+        if (!y->in_use || !y->dirty) continue; /* dropped, or listed twice */
+        y->dirty = false;
+        hm_buf_reset(scratch);
+        iv_sym_changelog_key(y, scratch);
+        hm_buf_reset(&val);
+        iv_sym_serialise(y, &val);
+        fn(ud, partition, scratch->data, scratch->len, val.data, val.len);
+    }
+    for (uint32_t i = 0; i < p->n_dirty_keys; i++) {
+        iv_key *k = &p->keys[p->dirty_keys[i]];
+        if (!k->in_use || !k->dirty) continue;
+        k->dirty = false;
+        hm_buf_reset(scratch);
+        iv_key_changelog_key(p, k, scratch);
+        hm_buf_reset(&val);
+        iv_key_serialise(k, &val);
+        fn(ud, partition, scratch->data, scratch->len, val.data, val.len);
+    }
+    hm_buf_free(&val);
+    p->n_dirty_keys = 0;
+    p->n_dirty_syms = 0;
+    hm_buf_reset(&p->tombstones);
+    p->n_tombstones = 0;
+}
+
+/* ---- serialisation ----------------------------------------------------------------------- */
+
+void iv_key_changelog_key(const iv_part *p, const iv_key *k, hm_buf *out) {
+    const iv_sym *y = &p->syms[k->sym];
+    hm_buf_append(out, k->exch, k->exch_len);
+    hm_buf_putc(out, '|');
+    hm_buf_append(out, y->name, y->name_len);
+}
+
+void iv_sym_changelog_key(const iv_sym *s, hm_buf *out) {
+    hm_buf_putc(out, '|');
+    hm_buf_append(out, s->name, s->name_len);
+}
+
+static void put_bool(hm_buf *b, const char *key, bool v) {
+    hm_buf_putc(b, ',');
+    hm_json_key(b, key);
+    if (v)
+        hm_buf_append(b, "true", 4);
+    else
+        hm_buf_append(b, "false", 5);
+}
+
+static void put_i64(hm_buf *b, const char *key, int64_t v) {
+    hm_buf_putc(b, ',');
+    hm_json_key(b, key);
+    hm_buf_i64(b, v);
+}
+
+static void put_dbl(hm_buf *b, const char *key, double v) {
+    hm_buf_putc(b, ',');
+    hm_json_key(b, key);
+    hm_json_double(b, v);
+}
+
+void iv_key_serialise(const iv_key *k, hm_buf *b) {
+    hm_buf_append(b, "{\"v\":1", 6);
+    put_bool(b, "silent", k->silent);
+    put_bool(b, "has_ts", k->has_ts);
+    put_bool(b, "ts_had_id", k->last_ts_had_id);
+    put_i64(b, "last_ts", k->last_ts);
+    put_bool(b, "has_id", k->has_id);
+    put_bool(b, "id_numeric", k->last_id_numeric);
+    /* uint64 ids and hashes travel as their int64 bit pattern (JSON integers are signed). */
+    put_i64(b, "last_id", (int64_t)k->last_id);
+    put_i64(b, "recent_pos", k->recent_pos);
+    put_i64(b, "recent_numeric", k->recent_numeric);
+    hm_buf_append(b, ",\"recent\":[", 11);
+    for (uint8_t i = 0; i < k->recent_n; i++) {
+        if (i) hm_buf_putc(b, ',');
+        hm_buf_i64(b, (int64_t)k->recent[i]);
+    }
+    hm_buf_putc(b, ']');
+    put_bool(b, "has_ref", k->has_ref);
+    put_i64(b, "ref_ts", k->ref_ts);
+    put_dbl(b, "ref", k->ref);
+    put_dbl(b, "ema", k->ema);
+    put_bool(b, "has_pending", k->has_pending);
+    put_dbl(b, "pending", k->pending);
+    put_i64(b, "pending_count", k->pending_count);
+    put_i64(b, "pending_ts", k->pending_ts);
+    put_bool(b, "has_level", k->has_level);
+    put_i64(b, "level_ts", k->level_ts);
+    put_i64(b, "vol_n", k->vol.n);
+    put_dbl(b, "vol_mean", k->vol.mean);
+    put_dbl(b, "vol_var", k->vol.var);
+    put_dbl(b, "vol_w", k->vol.w);
+    hm_buf_putc(b, '}');
+}
+
+void iv_sym_serialise(const iv_sym *s, hm_buf *b) {
+    hm_buf_append(b, "{\"v\":1", 6);
+    put_bool(b, "has_wm", s->has_wm);
+    put_i64(b, "wm", s->wm);
+    put_i64(b, "scan_sec", s->scan_sec);
+    put_i64(b, "fut_n", s->fut_n);
+    put_i64(b, "fut_min", s->fut_min);
+    put_i64(b, "fut_max", s->fut_max);
+    hm_buf_putc(b, '}');
+}
+
+/* ---- restore ----------------------------------------------------------------------------- */
+
+typedef struct rd {
+    json_t *obj;
+    const char *key; /* the changelog key, for messages */
+    int key_len;
+    hm_err *err;
+    int rc;
+} rd;
+
+static json_t *rd_get(rd *r, const char *name) {
+    json_t *v = json_object_get(r->obj, name);
+    if (!v && r->rc == 0)
+        r->rc = hm_err_set(r->err, -EINVAL, "changelog record '%.*s': field '%s' is missing",
+                           r->key_len, r->key, name);
+    return v;
+}
+
+static void rd_fail(rd *r, const char *name, const char *what) {
+    if (r->rc == 0)
+        r->rc = hm_err_set(r->err, -EINVAL, "changelog record '%.*s': field '%s' is not %s",
+                           r->key_len, r->key, name, what);
+}
+
+static bool rd_bool(rd *r, const char *name) {
+    json_t *v = rd_get(r, name);
+    if (v && !json_is_boolean(v)) rd_fail(r, name, "a boolean");
+    return v && json_is_true(v);
+}
+
+static int64_t rd_i64(rd *r, const char *name, int64_t lo, int64_t hi) {
+    json_t *v = rd_get(r, name);
+    if (!v) return 0;
+    if (!json_is_integer(v)) {
+        rd_fail(r, name, "an integer");
+        return 0;
+    }
+    int64_t x = (int64_t)json_integer_value(v);
+    if (x < lo || x > hi) {
+        rd_fail(r, name, "in range");
+        return 0;
+    }
+    return x;
+}
+
+static double rd_dbl(rd *r, const char *name) {
+    json_t *v = rd_get(r, name);
+    if (!v) return 0;
+    if (!json_is_number(v)) {
+        rd_fail(r, name, "a number");
+        return 0;
+    }
+    return json_number_value(v);
+}
+
+static void restore_key_fields(rd *r, iv_key *k) {
+    k->silent = rd_bool(r, "silent");
+    k->has_ts = rd_bool(r, "has_ts");
+    k->last_ts_had_id = rd_bool(r, "ts_had_id");
+    k->last_ts = rd_i64(r, "last_ts", INT64_MIN, INT64_MAX);
+    k->has_id = rd_bool(r, "has_id");
+    k->last_id_numeric = rd_bool(r, "id_numeric");
+    k->last_id = (uint64_t)rd_i64(r, "last_id", INT64_MIN, INT64_MAX);
+    k->recent_pos = (uint8_t)rd_i64(r, "recent_pos", 0, IV_RECENT_IDS - 1);
+    k->recent_numeric = (uint16_t)rd_i64(r, "recent_numeric", 0, UINT16_MAX);
+    json_t *arr = rd_get(r, "recent");
+    memset(k->recent, 0, sizeof(k->recent));
+    k->recent_n = 0;
+    if (arr && (!json_is_array(arr) || json_array_size(arr) > IV_RECENT_IDS)) {
+        rd_fail(r, "recent", "an array of at most 16 ids");
+    } else if (arr) {
+        for (size_t i = 0; i < json_array_size(arr); i++) {
+            json_t *v = json_array_get(arr, i);
+            if (!json_is_integer(v)) {
+                rd_fail(r, "recent", "an array of integers");
+                break;
+            }
+            k->recent[i] = (uint64_t)json_integer_value(v);
+        }
+        k->recent_n = (uint8_t)json_array_size(arr);
+    }
+    k->has_ref = rd_bool(r, "has_ref");
+    k->ref_ts = rd_i64(r, "ref_ts", INT64_MIN, INT64_MAX);
+    k->ref = rd_dbl(r, "ref");
+    k->ema = rd_dbl(r, "ema");
+    k->has_pending = rd_bool(r, "has_pending");
+    k->pending = rd_dbl(r, "pending");
+    k->pending_count = rd_i64(r, "pending_count", 0, INT64_MAX);
+    k->pending_ts = rd_i64(r, "pending_ts", INT64_MIN, INT64_MAX);
+    k->has_level = rd_bool(r, "has_level");
+    k->level_ts = rd_i64(r, "level_ts", INT64_MIN, INT64_MAX);
+    k->vol.n = rd_i64(r, "vol_n", 0, INT64_MAX);
+    k->vol.mean = rd_dbl(r, "vol_mean");
+    k->vol.var = rd_dbl(r, "vol_var");
+    k->vol.w = rd_dbl(r, "vol_w");
+}
+
+static void restore_sym_fields(rd *r, iv_sym *s) {
+    s->has_wm = rd_bool(r, "has_wm");
+    s->wm = rd_i64(r, "wm", INT64_MIN, INT64_MAX);
+    s->scan_sec = rd_i64(r, "scan_sec", INT64_MIN, INT64_MAX);
+    s->fut_n = rd_i64(r, "fut_n", 0, INT64_MAX);
+    s->fut_min = rd_i64(r, "fut_min", INT64_MIN, INT64_MAX);
+    s->fut_max = rd_i64(r, "fut_max", INT64_MIN, INT64_MAX);
+}
+
+static uint32_t find_or_add_sym(iv_part *p, const char *sym, size_t n) {
+    uint64_t h = iv_sym_hash(sym, n);
+    uint32_t si = iv_part_find_sym(p, h, sym, n);
+    return si != IV_NONE ? si : iv_part_add_sym(p, h, sym, n);
+}
+
+int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val, size_t val_len,
+                    hm_err *err) {
+    int kl = key_len > 200 ? 200 : (int)key_len;
+    const char *bar = key_len ? memrchr(key, '|', key_len) : NULL;
+    if (!bar) return hm_err_set(err, -EINVAL, "changelog record '%.*s': key has no '|'", kl, key);
+    size_t exch_len = (size_t)(bar - key);
+    const char *sym = bar + 1;
+    size_t sym_len = key_len - exch_len - 1;
+    if (sym_len == 0 || sym_len >= IV_SYM_MAX || exch_len >= IV_EXCH_MAX)
+        return hm_err_set(err, -EINVAL, "changelog record '%.*s': bad exchange or symbol length",
+                          kl, key);
+    bool is_sym = exch_len == 0;
+
+    if (!val) { /* tombstone */
+        uint32_t si = iv_part_find_sym(p, iv_sym_hash(sym, sym_len), sym, sym_len);
+        if (si == IV_NONE) return 0;
+        if (is_sym) {
+            iv_part_drop_sym(p, si, false);
+        } else {
+            uint32_t ki = iv_part_find_key(p, iv_key_hash(key, exch_len, sym, sym_len), key,
+                                           exch_len, sym, sym_len);
+            if (ki != IV_NONE) iv_part_drop_key(p, ki, false);
+        }
+        return 0;
+    }
+
+    json_error_t jerr;
+    json_t *obj = json_loadb(val, val_len, 0, &jerr);
+    if (!obj || !json_is_object(obj)) {
+        json_decref(obj);
+        return hm_err_set(err, -EINVAL, "changelog record '%.*s': value is not a JSON object%s%s",
+                          kl, key, obj ? "" : ": ", obj ? "" : jerr.text);
+    }
+    rd r = {obj, key, kl, err, 0};
+    int64_t v = rd_i64(&r, "v", INT64_MIN, INT64_MAX);
+    if (r.rc == 0 && v != 1) {
+        json_decref(obj);
+        return hm_err_set(err, -EINVAL, "changelog record '%.*s': unknown version %lld", kl, key,
+                          (long long)v);
+    }
+    /* Parse into a copy, so a bad record changes nothing. */
+    if (is_sym) {
+        iv_sym tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        restore_sym_fields(&r, &tmp);
+        if (r.rc == 0) {
+            uint32_t si = find_or_add_sym(p, sym, sym_len);
+            iv_sym *y = &p->syms[si];
+            y->has_wm = tmp.has_wm;
+            y->wm = tmp.wm;
+            y->scan_sec = tmp.scan_sec;
+            y->fut_n = tmp.fut_n;
+            y->fut_min = tmp.fut_min;
+            y->fut_max = tmp.fut_max;
+        }
+    } else {
+        iv_key tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        restore_key_fields(&r, &tmp);
+        if (r.rc == 0) {
+            uint32_t si = find_or_add_sym(p, sym, sym_len);
+            uint64_t h = iv_key_hash(key, exch_len, sym, sym_len);
+            uint32_t ki = iv_part_find_key(p, h, key, exch_len, sym, sym_len);
+            if (ki == IV_NONE) ki = iv_part_add_key(p, h, si, key, exch_len);
+            iv_key *k = &p->keys[ki];
+            size_t from = offsetof(iv_key, has_ts);
+            memcpy((char *)k + from, (char *)&tmp + from, sizeof(*k) - from);
+            k->silent = tmp.silent;
+        }
+    }
+    json_decref(obj);
+    return r.rc;
+}
