@@ -62,7 +62,7 @@ echo "   $(( bytes / 1048576 )) MiB of JSONL, $(( bytes / records )) bytes a rec
 
 best_null=0
 best_file=0
-for i in 1 2 3; do
+for _ in 1 2 3; do
     r=$("$iv" --replay "$work/raw.jsonl" --output /dev/null 2>&1 >/dev/null | rate_of)
     [ "$r" -gt "$best_null" ] && best_null=$r
     r=$("$iv" --replay "$work/raw.jsonl" --output "$work/out.jsonl" 2>&1 >/dev/null | rate_of)

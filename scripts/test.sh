@@ -79,7 +79,7 @@ if [[ $run_unit == 1 ]]; then
 	stage cppcheck cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 		--inline-suppr --std=c11 -I common/include -I build/proto \
 		--suppress=missingIncludeSystem common/src services tools
-	stage shellcheck bash -c 'shellcheck -x scripts/*.sh bench/*.sh .ci/run'
+	stage shellcheck bash -c 'shellcheck -x -S warning scripts/*.sh bench/*.sh .ci/run'
 	stage config-examples scripts/check-config-examples.sh
 	stage docker-compose-config docker-compose -f deploy/docker-compose.yml config --quiet
 	stage ansible-syntax bash -c 'cd deploy/ansible && ANSIBLE_LOCALHOST_WARNING=False \

@@ -49,7 +49,7 @@ struct hm_consumer {
     size_t n_parts;
     bool paused;
     bool closing;
-    bool close_requested_revoke_done;
+    bool finishing; /* the group was left: closing our handles, then the client */
 
     uv_timer_t lag_timer;
     bool lag_work_active;
@@ -258,7 +258,8 @@ static void lag_work_done(uv_work_t *req, int status) {
     }
     rd_kafka_topic_partition_list_destroy(w->parts);
     free(w);
-    if (c->closing) consumer_close_step(c);
+    /* Before finish_close counts the handles, there is nothing to step. */
+    if (c->finishing) consumer_close_step(c);
 }
 
 static void on_lag_timer(uv_timer_t *t) {
@@ -496,8 +497,8 @@ static void on_kq_closed(hm_kq *kq) {
 }
 
 static void finish_close(hm_consumer *c) {
-    if (c->close_requested_revoke_done) return;
-    c->close_requested_revoke_done = true;
+    if (c->finishing) return;
+    c->finishing = true;
     c->close_pending = 2;
     uv_timer_stop(&c->lag_timer);
     hm_kq_close(&c->kq, on_kq_closed);

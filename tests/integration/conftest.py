@@ -225,12 +225,14 @@ class Service:
         self.logf.close()
 
     def tail(self, n: int = 40) -> str:
-        self.logf.flush()
+        if not self.logf.closed:
+            self.logf.flush()
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
     def log_events(self):
         """The service's structured log lines, parsed."""
-        self.logf.flush()
+        if not self.logf.closed:
+            self.logf.flush()
         out = []
         for line in self.log.read_text(errors="replace").splitlines():
             try:

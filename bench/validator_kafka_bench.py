@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""ingest-validator through Kafka, exactly once: throughput and end-to-end latency.
+
+  throughput  pre-load N simulated ticks on a fresh raw topic, start the validator, and
+              time it from its first record to the commit of its last (its own metrics);
+              also the same N records round-tripped by himari-kafkacheck (plain Kafka,
+              no transform) as a ceiling in the same run: the ratio is the figure to quote.
+  latency     produce at a fixed rate (default 10,000/s) with the send time embedded in
+              each tick; a read_committed consumer of quality_scores measures
+              receive time - send time (produce -> validate -> transaction commit ->
+              visible downstream), reported as p50/p99/p99.9.
+
+Needs the test stack's Kafka (scripts/stack.sh start kafka with HIMARI_PROFILE=test) or
+--bootstrap. Prints a table and one JSON line per measurement.
+
+  .cache/venv/bin/python bench/validator_kafka_bench.py throughput [--records 1000000]
+  .cache/venv/bin/python bench/validator_kafka_bench.py latency [--rate 10000] [--seconds 30]
+      [--commit-interval-ms 100]
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import requests
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(os.environ.get("HIMARI_BUILD_DIR", ROOT / "build")) / "bin"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Topics:
+    def __init__(self, bootstrap):
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        tag = uuid.uuid4().hex[:8]
+        self.names = {"raw": (f"bench-raw-{tag}", 12, {}),
+                      "quality": (f"bench-quality-{tag}", 6, {}),
+                      "dlq": (f"bench-dlq-{tag}", 3, {}),
+                      "events": (f"bench-events-{tag}", 3, {}),
+                      "changelog": (f"bench-changelog-{tag}", 12, {"cleanup.policy": "compact"})}
+        futs = self.admin.create_topics([NewTopic(n, p, 1, config=c)
+                                         for n, p, c in self.names.values()])
+        for f in futs.values():
+            f.result(30)
+        self.group = f"bench-validator-{tag}"
+
+    def __getitem__(self, k):
+        return self.names[k][0]
+
+    def env(self, bootstrap, commit_interval_ms):
+        return {"HIMARI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "HIMARI_SERVICE_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:6]}",
+                "HIMARI_VALIDATOR_INPUT_TOPIC": self["raw"],
+                "HIMARI_VALIDATOR_OUTPUT_TOPIC": self["quality"],
+                "HIMARI_VALIDATOR_DLQ_TOPIC": self["dlq"],
+                "HIMARI_VALIDATOR_EVENTS_TOPIC": self["events"],
+                "HIMARI_VALIDATOR_CHANGELOG_TOPIC": self["changelog"],
+                "HIMARI_VALIDATOR_GROUP_ID": self.group,
+                "HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": str(commit_interval_ms),
+                "HIMARI_LOG_LEVEL": "warn"}
+
+    def delete(self):
+        for f in self.admin.delete_topics([n for n, _, _ in self.names.values()]).values():
+            try:
+                f.result(30)
+            except Exception:  # noqa: BLE001 - cleanup
+                pass
+
+
+def metric(port, name):
+    total = None
+    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line.startswith(name) and line[len(name)] in " {":
+            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+    return total or 0.0
+
+
+def start_validator(env):
+    port = free_port()
+    log = open(f"/tmp/bench-validator-{port}.log", "wb")
+    proc = subprocess.Popen([str(BIN / "ingest-validator")],
+                            env={**os.environ, **env, "HIMARI_ADMIN_PORT": str(port)},
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, port
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"validator did not get ready; see {log.name}")
+        time.sleep(0.1)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(args):
+    tmp = pathlib.Path(f"/tmp/bench-ticks-{args.records}.jsonl")
+    if not tmp.exists():
+        subprocess.run([str(BIN / "himari-sim"), "--count", str(args.records), "--seed", "42",
+                        "--anomaly-rate", "0.01", "--out", str(tmp)], check=True)
+    topics = Topics(args.bootstrap)
+    try:
+        print(f"==> loading {args.records} records", file=sys.stderr)
+        subprocess.run([str(BIN / "himari-sim"), "--kafka", args.bootstrap, "--topic",
+                        topics["raw"], "--input", str(tmp), "--rate", "0"], check=True,
+                       stderr=subprocess.DEVNULL)
+        proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms))
+        t_first = None
+        cpu0 = cpu_seconds(proc.pid)
+        while True:
+            n = metric(port, "himari_validator_records_total")
+            now = time.monotonic()
+            if n > 0 and t_first is None:
+                t_first = now
+            if n >= args.records and metric(port, "himari_validator_transaction_records") == 0:
+                break
+            time.sleep(0.05)
+        elapsed = time.monotonic() - t_first
+        cpu = cpu_seconds(proc.pid) - cpu0
+        txn = metric(port, "himari_kafka_transaction_seconds_count")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        rate = args.records / elapsed
+        result = {"bench": "validator_eos_throughput", "records": args.records,
+                  "seconds": round(elapsed, 3), "records_per_s": round(rate),
+                  "validator_cpu_seconds": round(cpu, 2), "transactions": int(txn),
+                  "commit_interval_ms": args.commit_interval_ms}
+    finally:
+        topics.delete()
+    # Ceiling: the same record count round-tripped through Kafka by common/'s clients.
+    ceiling_topic = Topics(args.bootstrap)
+    try:
+        run = subprocess.run([str(BIN / "himari-kafkacheck"), "--bootstrap", args.bootstrap,
+                              "--topic", ceiling_topic["raw"], "--count", str(args.records),
+                              "--transactional", "--txn-records", "20000", "--timeout", "300"],
+                             capture_output=True, text=True, check=True)
+        ceiling = json.loads(run.stdout.strip().splitlines()[-1])
+    finally:
+        ceiling_topic.delete()
+    result["kafkacheck_txn_roundtrip_records_per_s"] = round(ceiling["records_per_s"])
+    result["ratio_to_roundtrip"] = round(rate / ceiling["records_per_s"], 3)
+    print(json.dumps(result))
+
+
+def _consume_latencies(bootstrap, topic, expected, out_q, stop_at):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-lat-{uuid.uuid4()}",
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 5})
+    c.subscribe([topic])
+    lat = []
+    while len(lat) < expected and time.time() < stop_at:
+        msg = c.poll(0.1)
+        if msg is None or msg.error():
+            continue
+        now_ns = time.time_ns()
+        rec = json.loads(msg.value())
+        sent = (rec.get("original_data") or {}).get("sent_ns")
+        if isinstance(sent, int):
+            lat.append((now_ns - sent) / 1e6)
+    c.close()
+    out_q.put(lat)
+
+
+def latency(args):
+    topics = Topics(args.bootstrap)
+    try:
+        proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms))
+        total = args.rate * args.seconds
+        q = mp.Queue()
+        consumer = mp.Process(target=_consume_latencies,
+                              args=(args.bootstrap, topics["quality"], total, q,
+                                    time.time() + args.seconds + 60))
+        consumer.start()
+        time.sleep(3)  # consumer joined its group
+        p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1,
+                      "enable.idempotence": True, "partitioner": "murmur2_random"})
+        symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+        exchanges = ["binance", "kraken", "bybit", "coinbase", "deribit"]
+        ids = {}
+        t0 = time.monotonic()
+        for i in range(total):
+            target = t0 + i / args.rate
+            while time.monotonic() < target:
+                pass
+            sym, ex = symbols[i % 3], exchanges[(i // 3) % 5]
+            ids[(ex, sym)] = ids.get((ex, sym), 1000) + 1
+            now_ns = time.time_ns()
+            rec = {"timestamp": now_ns // 1_000_000, "exchange": ex, "symbol": sym,
+                   "price": 37000.0 + (i % 7) * 0.5, "volume": 0.01 + (i % 13) * 0.001,
+                   "trade_id": ids[(ex, sym)], "side": "buy", "sent_ns": now_ns}
+            p.produce(topics["raw"], json.dumps(rec).encode(), key=sym.encode())
+            p.poll(0)
+        p.flush(30)
+        lat = sorted(q.get(timeout=args.seconds + 90))
+        consumer.join()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        topics.delete()
+
+    def pct(x):
+        return round(lat[min(len(lat) - 1, int(len(lat) * x))], 2)
+
+    print(json.dumps({"bench": "validator_eos_latency", "rate": args.rate,
+                      "records": total, "received": len(lat),
+                      "commit_interval_ms": args.commit_interval_ms,
+                      "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
+                      "max_ms": round(lat[-1], 2)}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["throughput", "latency"])
+    ap.add_argument("--bootstrap", default=os.environ.get("HIMARI_KAFKA_BOOTSTRAP",
+                                                          "127.0.0.1:29092"))
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--commit-interval-ms", type=int, default=100)
+    args = ap.parse_args()
+    throughput(args) if args.mode == "throughput" else latency(args)
+
+
+if __name__ == "__main__":
+    main()
