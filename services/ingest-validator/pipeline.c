@@ -98,6 +98,9 @@ struct iv_pipeline {
     hm_metric_family *records_f, *issues_f, *quality_f, *events_f;
     hm_gauge *state_keys;
     hm_gauge *txn_open_records;
+    hm_histogram *input_age;      /* Kafka timestamp -> judged, seconds */
+    hm_histogram *commit_age;     /* oldest record of a transaction -> committed */
+    int64_t txn_oldest_ms;        /* Kafka timestamp of the transaction's oldest record */
     struct {
         char name[32];
         hm_histogram *h;
@@ -248,6 +251,7 @@ static void on_message(hm_consumer *c, const rd_kafka_message_t *m, void *ud) {
         p->txn_open = true;
         p->txn_records = 0;
         p->txn_opened_ms = uv_now(p->loop);
+        p->txn_oldest_ms = INT64_MAX;
     }
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
@@ -258,7 +262,12 @@ static void on_message(hm_consumer *c, const rd_kafka_message_t *m, void *ud) {
     iv_output out = {.json = &p->out};
     hm_buf_reset(&p->out);
     p->cur_partition = m->partition;
-    iv_engine_process(p->engine, &in, hm_now_ms(), &out);
+    int64_t now_ms = hm_now_ms();
+    if (in.ingest_ms >= 0) {
+        hm_histogram_observe(p->input_age, (double)(now_ms - in.ingest_ms) / 1000.0);
+        if (in.ingest_ms < p->txn_oldest_ms) p->txn_oldest_ms = in.ingest_ms;
+    }
+    iv_engine_process(p->engine, &in, now_ms, &out);
 
     pl_send(p, p->cfg->output_topic, RD_KAFKA_PARTITION_UA, out.key, out.key_len, p->out.data,
             p->out.len, NULL);
@@ -400,6 +409,8 @@ static void on_aborted(hm_producer *prod, const hm_txn_result *r, void *ud) {
 static void on_committed(hm_producer *prod, const hm_txn_result *r, void *ud) {
     iv_pipeline *p = ud;
     if (r->err == 0) {
+        if (p->txn_oldest_ms != INT64_MAX)
+            hm_histogram_observe(p->commit_age, (double)(hm_now_ms() - p->txn_oldest_ms) / 1000.0);
         after_txn_settled(p);
         return;
     }
@@ -695,6 +706,15 @@ int iv_pipeline_start(hm_service *svc, iv_config *cfg, iv_pipeline **out, hm_err
         m, "himari_validator_state_keys", "(exchange, symbol) keys with state.", NULL));
     p->txn_open_records = hm_metrics_gauge_child(hm_metrics_gauge(
         m, "himari_validator_transaction_records", "Records in the open transaction.", NULL));
+    p->input_age = hm_metrics_histogram_child(hm_metrics_histogram(
+        m, "himari_validator_input_age_seconds",
+        "Time from a record's Kafka timestamp to its judging (fetch and queueing delay).", NULL,
+        hm_latency_buckets, hm_latency_buckets_n));
+    p->commit_age = hm_metrics_histogram_child(hm_metrics_histogram(
+        m, "himari_validator_commit_age_seconds",
+        "Age of a transaction's oldest record when the transaction committed: the longest "
+        "a record of it waited to become visible downstream.",
+        NULL, hm_latency_buckets, hm_latency_buckets_n));
     hm_metrics_on_collect(m, collect, p);
 
     char client[300];
