@@ -28,6 +28,21 @@ admin_port() {
 	*) hm_die "no admin port assigned to $1" ;;
 	esac
 }
+grpc_port() {
+	case "$1" in
+	ingest-validator) echo $((HIMARI_PORT_BASE + 91)) ;;
+	*) hm_die "no gRPC port assigned to $1" ;;
+	esac
+}
+TOKEN_FILE="$HIMARI_RUN_DIR/secrets/grpc_token"
+
+# ensure_token - the bearer token for mutating gRPC calls (Pause, Drain, ...), made once.
+ensure_token() {
+	[[ -s "$TOKEN_FILE" ]] && return
+	mkdir -p "$(dirname "$TOKEN_FILE")"
+	(umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$TOKEN_FILE")
+	hm_say "generated the gRPC control token in $TOKEN_FILE"
+}
 
 # services_present - the services this checkout has (each a folder under services/).
 services_present() {
@@ -44,9 +59,11 @@ start_service() {
 		hm_say "$name already running (pid $(cat "$SERVICES_DIR/$name.pid"))"
 		return
 	fi
-	hm_say "starting $name (admin http://127.0.0.1:$port, log $LOG_DIR/$name.log)"
+	hm_say "starting $name (admin http://127.0.0.1:$port, gRPC 127.0.0.1:$(grpc_port "$name"), log $LOG_DIR/$name.log)"
 	HIMARI_KAFKA_BOOTSTRAP_SERVERS="$HIMARI_KAFKA_BOOTSTRAP" \
 		HIMARI_ADMIN_PORT="$port" \
+		HIMARI_GRPC_PORT="$(grpc_port "$name")" \
+		HIMARI_GRPC_TOKEN_FILE="$TOKEN_FILE" \
 		HIMARI_SERVICE_INSTANCE_ID="$name-dev" \
 		nohup "build/bin/$name" --config "config/$name.example.yaml" \
 		>>"$LOG_DIR/$name.log" 2>&1 &
@@ -106,6 +123,7 @@ cmd_start() {
 	scripts/deps.sh
 	make --no-print-directory build
 	mkdir -p "$SERVICES_DIR" "$LOG_DIR"
+	ensure_token
 	scripts/stack.sh start kafka redis postgres
 	build/bin/himari-topics --bootstrap "$HIMARI_KAFKA_BOOTSTRAP" ensure
 	local name
@@ -126,6 +144,8 @@ EOF
 	cat <<EOF
 
 Look at it:
+  build/bin/himarictl --target 127.0.0.1:$(grpc_port ingest-validator) status
+  build/bin/himarictl --target 127.0.0.1:$(grpc_port ingest-validator) --token-file $TOKEN_FILE pause   (then: resume)
   curl -s http://127.0.0.1:$(admin_port ingest-validator)/metrics | grep himari_validator_records_total
   $HIMARI_VENV/bin/python scripts/tail.py --bootstrap $HIMARI_KAFKA_BOOTSTRAP quality_scores
   make status

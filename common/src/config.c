@@ -1138,6 +1138,22 @@ const char *hm_config_non_reloadable_change(const hm_cfg_section *sections, size
     return NULL;
 }
 
+size_t hm_config_changed_keys(const hm_cfg_section *sections, size_t n_sections,
+                              void *const *old_dst, void *const *new_dst, const char **out,
+                              size_t max_out) {
+    size_t n = 0;
+    for (size_t i = 0; i < n_sections; i++) {
+        for (size_t k = 0; k < sections[i].n_keys; k++) {
+            const hm_cfg_key *key = &sections[i].keys[k];
+            if (cfg_field_eq(key->type, cfg_field(old_dst[i], key), cfg_field(new_dst[i], key)))
+                continue;
+            if (n < max_out) out[n] = key->path;
+            n++;
+        }
+    }
+    return n;
+}
+
 static uint64_t cfg_fnv(uint64_t h, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         h ^= (unsigned char)s[i];

@@ -30,15 +30,27 @@ static hm_cfg_key service_keys[] = {
      "address of the HTTP admin endpoint (/healthz /readyz /metrics /status)"},
     {"admin.port", HM_CFG_INT, SC(admin_port), "8080", 0, 0, 65535,
      "port of the HTTP admin endpoint; 0 picks a free port"},
+    {"grpc.bind", HM_CFG_STR, SC(grpc_bind), "127.0.0.1", 0, 0, -1,
+     "address of the gRPC endpoint (ControlService, grpc.health.v1)"},
+    {"grpc.port", HM_CFG_INT, SC(grpc_port), "9080", 0, 0, 65535,
+     "port of the gRPC endpoint; 0 picks a free port"},
+    {"grpc.token", HM_CFG_SECRET, SC(grpc_token), NULL, HM_CFG_RELOADABLE, 0, -1,
+     "bearer token for mutating gRPC calls (Pause, Resume, ReloadConfig, Drain); unset: "
+     "those calls are refused"},
+    {"grpc.max_request_bytes", HM_CFG_INT, SC(grpc_max_request_bytes), "65536", 0, 64, 16777216,
+     "larger gRPC requests are refused with RESOURCE_EXHAUSTED"},
 };
 
 void hm_service_config_sections(hm_service_config *cfg, int default_admin_port,
-                                hm_cfg_section out[2]) {
+                                int default_grpc_port, hm_cfg_section out[2]) {
     /* The schema is process-wide and written once, before any load. */
-    static char port_default[16];
-    snprintf(port_default, sizeof(port_default), "%d", default_admin_port);
-    for (size_t i = 0; i < HM_ARRAY_LEN(service_keys); i++)
-        if (strcmp(service_keys[i].path, "admin.port") == 0) service_keys[i].def = port_default;
+    static char admin_default[16], grpc_default[16];
+    snprintf(admin_default, sizeof(admin_default), "%d", default_admin_port);
+    snprintf(grpc_default, sizeof(grpc_default), "%d", default_grpc_port);
+    for (size_t i = 0; i < HM_ARRAY_LEN(service_keys); i++) {
+        if (strcmp(service_keys[i].path, "admin.port") == 0) service_keys[i].def = admin_default;
+        if (strcmp(service_keys[i].path, "grpc.port") == 0) service_keys[i].def = grpc_default;
+    }
     out[0] = (hm_cfg_section){service_keys, HM_ARRAY_LEN(service_keys), cfg, sizeof(*cfg)};
     out[1] = (hm_cfg_section){hm_kafka_config_keys, hm_kafka_config_keys_n, &cfg->kafka,
                               sizeof(cfg->kafka)};
@@ -60,6 +72,37 @@ static void on_stop_timeout(uv_timer_t *t) {
     _exit(1);
 }
 
+static bool ready_now(hm_service *s, char *reason, size_t size) {
+    if (s->stopping) {
+        snprintf(reason, size, "stopping");
+        return false;
+    }
+    return s->ready ? s->ready(s->ready_ud, reason, size) : true;
+}
+
+static bool ready_trampoline(void *ud, char *reason, size_t size) {
+    return ready_now(ud, reason, size);
+}
+
+/* grpc.health.v1 follows readiness: the server ("") and every gRPC service. */
+static void publish_health(hm_service *s) {
+    if (!s->grpc) return;
+    char reason[128];
+    hm_health_status h =
+        ready_now(s, reason, sizeof(reason)) ? HM_HEALTH_SERVING : HM_HEALTH_NOT_SERVING;
+    if (h == s->health) return;
+    s->health = h;
+    hm_grpc_health_set(s->grpc, "", h);
+    for (size_t i = 0; i < s->n_health_names; i++)
+        hm_grpc_health_set(s->grpc, s->health_names[i], h);
+    hm_log_info("health_changed",
+                HM_LS("status", h == HM_HEALTH_SERVING ? "SERVING" : "NOT_SERVING"));
+}
+
+static void on_health_timer(uv_timer_t *t) {
+    publish_health(t->data);
+}
+
 int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_service_config *cfg,
                     hm_err *err) {
     memset(s, 0, sizeof(*s));
@@ -67,6 +110,7 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
     s->name = name;
     s->cfg = cfg;
     s->started_ms = hm_now_ms();
+    s->health = HM_HEALTH_UNKNOWN;
     hm_log_level level = HM_LOG_INFO;
     if (cfg->log_level && hm_log_level_parse(cfg->log_level, &level) != 0)
         return hm_err_set(err, -EINVAL, "log.level: '%s' is not debug, info, warn or error",
@@ -86,24 +130,43 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
                                                 NULL)),
         (double)s->started_ms / 1000.0);
 
-    int rc = hm_admin_start(loop, cfg->admin_bind, (int)cfg->admin_port, s->metrics, NULL, NULL,
-                            &s->admin, err);
-    if (rc) {
-        hm_metrics_free(s->metrics);
-        s->metrics = NULL;
-        return rc;
+    int rc = hm_admin_start(loop, cfg->admin_bind, (int)cfg->admin_port, s->metrics,
+                            ready_trampoline, s, &s->admin, err);
+    if (rc) goto fail;
+    hm_grpc_opts go = {.bind = cfg->grpc_bind,
+                       .port = (int)cfg->grpc_port,
+                       .token = cfg->grpc_token,
+                       .max_request_bytes = (size_t)cfg->grpc_max_request_bytes,
+                       .metrics = s->metrics};
+    if ((rc = hm_grpc_server_start(loop, &go, &s->grpc, err))) {
+        /* The admin server is open: close it; it finishes before the loop is run. */
+        hm_admin_close(s->admin, NULL, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        s->admin = NULL;
+        goto fail;
     }
+    /* NOT_SERVING until the health timer finds the service ready (its readiness
+     * check is set after init, so asking now would find none and say ready). */
+    s->health = HM_HEALTH_NOT_SERVING;
+    hm_grpc_health_set(s->grpc, "", HM_HEALTH_NOT_SERVING);
     uv_signal_init(loop, &s->sig_term);
     uv_signal_init(loop, &s->sig_int);
     uv_timer_init(loop, &s->stop_timer);
-    s->sig_term.data = s->sig_int.data = s->stop_timer.data = s;
+    uv_timer_init(loop, &s->health_timer);
+    s->sig_term.data = s->sig_int.data = s->stop_timer.data = s->health_timer.data = s;
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
-    s->handles_open = 3;
+    uv_timer_start(&s->health_timer, on_health_timer, 100, 100);
+    s->handles_open = 4;
     hm_log_info("service_started", HM_LS("version", HM_VERSION),
                 HM_LS("instance_id", cfg->instance_id), HM_LS("admin_bind", cfg->admin_bind),
-                HM_LI("admin_port", hm_admin_port(s->admin)));
+                HM_LI("admin_port", hm_admin_port(s->admin)), HM_LS("grpc_bind", cfg->grpc_bind),
+                HM_LI("grpc_port", hm_grpc_server_port(s->grpc)));
     return 0;
+fail:
+    hm_metrics_free(s->metrics);
+    s->metrics = NULL;
+    return rc;
 }
 
 void hm_service_on_stop(hm_service *s, hm_service_stop_cb cb, void *ud) {
@@ -111,19 +174,18 @@ void hm_service_on_stop(hm_service *s, hm_service_stop_cb cb, void *ud) {
     s->stop_ud = ud;
 }
 
-static bool ready_trampoline(void *ud, char *reason, size_t size) {
-    hm_service *s = ud;
-    if (s->stopping) {
-        snprintf(reason, size, "stopping");
-        return false;
-    }
-    return s->ready ? s->ready(s->ready_ud, reason, size) : true;
-}
-
 void hm_service_set_ready(hm_service *s, hm_admin_ready_cb cb, void *ud) {
     s->ready = cb;
     s->ready_ud = ud;
-    hm_admin_set_ready(s->admin, ready_trampoline, s);
+}
+
+void hm_service_add_grpc(hm_service *s, const ProtobufCServiceDescriptor *svc,
+                         const hm_grpc_method *methods, size_t n_methods, void *ud) {
+    hm_grpc_server_add_service(s->grpc, svc, methods, n_methods, ud);
+    if (s->n_health_names == HM_ARRAY_LEN(s->health_names))
+        hm_panic("hm_service_add_grpc: more than %zu gRPC services", HM_ARRAY_LEN(s->health_names));
+    s->health_names[s->n_health_names++] = svc->name;
+    hm_grpc_health_set(s->grpc, svc->name, s->health);
 }
 
 void hm_service_stop(hm_service *s, int exit_code) {
@@ -131,6 +193,7 @@ void hm_service_stop(hm_service *s, int exit_code) {
     s->stopping = true;
     s->exit_code = exit_code;
     hm_log_info("service_stopping", HM_LI("exit_code", exit_code));
+    publish_health(s); /* watchers see NOT_SERVING as the stop begins */
     /* The timer must not keep the loop alive by itself, only bound the stop. */
     uv_timer_start(&s->stop_timer, on_stop_timeout, (uint64_t)s->cfg->stop_timeout_ms, 0);
     uv_unref((uv_handle_t *)&s->stop_timer);
@@ -145,23 +208,24 @@ static void on_closed(uv_handle_t *h) {
     s->handles_open--;
 }
 
-static void on_admin_closed(void *ud) {
-    HM_UNUSED(ud);
+static void on_grpc_closed(void *ud) {
+    hm_service *s = ud;
+    s->grpc = NULL;
+    hm_admin_close(s->admin, NULL, NULL);
+    s->admin = NULL;
 }
 
 void hm_service_finish(hm_service *s) {
     if (s->finished) return;
     s->finished = true;
-    if (!s->stopping) {
-        s->stopping = true;
-    }
+    s->stopping = true;
+    publish_health(s);
     uv_close((uv_handle_t *)&s->sig_term, on_closed);
     uv_close((uv_handle_t *)&s->sig_int, on_closed);
     uv_close((uv_handle_t *)&s->stop_timer, on_closed);
-    if (s->admin) {
-        hm_admin_close(s->admin, on_admin_closed, s);
-        s->admin = NULL;
-    }
+    uv_close((uv_handle_t *)&s->health_timer, on_closed);
+    /* gRPC first (calls in flight get their answers or CANCELLED), then HTTP. */
+    hm_grpc_server_shutdown(s->grpc, on_grpc_closed, s);
 }
 
 static void walk_report(uv_handle_t *h, void *arg) {

@@ -134,7 +134,7 @@ _Static_assert(sizeof(k_check_keys) / sizeof(k_check_keys[0]) == IV_CHECK_KEYS_N
                "IV_CHECK_KEYS_FIXED must count the fixed check keys");
 
 void iv_config_sections(iv_config *cfg, hm_cfg_section out[IV_CONFIG_SECTIONS]) {
-    hm_service_config_sections(&cfg->base, 8081, out);
+    hm_service_config_sections(&cfg->base, 8081, 9081, out);
     out[HM_SERVICE_SECTIONS] = (hm_cfg_section){k_validator_keys, HM_ARRAY_LEN(k_validator_keys),
                                                 (char *)cfg + IV_VALIDATOR_BASE,
                                                 offsetof(iv_config, checks) - IV_VALIDATOR_BASE};

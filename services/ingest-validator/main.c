@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "control.h"
 #include "himari/log.h"
 #include "himari/service.h"
 #include "pipeline.h"
@@ -126,12 +127,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ingest-validator: %s\n", err.msg);
         return 1;
     }
-    iv_pipeline *pipeline;
+    iv_pipeline *pipeline = NULL;
+    iv_control *control = NULL;
     if (iv_pipeline_start(&svc, &cfg, &pipeline, &err) != 0) {
         hm_log_error("pipeline_start_failed", HM_LS("error", err.msg));
         hm_service_stop(&svc, 1);
+    } else {
+        control = iv_control_start(&svc, &cfg, config_path, pipeline);
     }
     int rc = hm_service_run(&svc);
+    iv_control_free(control);
+    iv_pipeline_free(pipeline);
     iv_config_free(&cfg);
     return rc;
 }

@@ -49,6 +49,7 @@ typedef struct stash_msg {
     char *val;
     size_t val_len;
     rd_kafka_headers_t *hdrs;
+    void *opaque;
 } stash_msg;
 
 typedef enum pl_phase {
@@ -92,15 +93,20 @@ struct iv_pipeline {
     size_t n_stash, cap_stash;
     bool waiting_writable;
     char last_error[512];
+    uint64_t records_out; /* quality records acknowledged by the broker */
+    uint64_t txn_committed, txn_aborted;
+    uint64_t drained_records; /* records of the transaction committed while stopping */
+    void (*drain_cb)(void *ud, uint64_t records);
+    void *drain_ud;
     int32_t cur_partition; /* partition of the record being processed (event sink) */
 
     /* metrics */
     hm_metric_family *records_f, *issues_f, *quality_f, *events_f;
     hm_gauge *state_keys;
     hm_gauge *txn_open_records;
-    hm_histogram *input_age;      /* Kafka timestamp -> judged, seconds */
-    hm_histogram *commit_age;     /* oldest record of a transaction -> committed */
-    int64_t txn_oldest_ms;        /* Kafka timestamp of the transaction's oldest record */
+    hm_histogram *input_age;  /* Kafka timestamp -> judged, seconds */
+    hm_histogram *commit_age; /* oldest record of a transaction -> committed */
+    int64_t txn_oldest_ms;    /* Kafka timestamp of the transaction's oldest record */
     struct {
         char name[32];
         hm_histogram *h;
@@ -122,7 +128,8 @@ static void set_error(iv_pipeline *p, const char *what, const char *msg) {
 /* ---- sending ------------------------------------------------------------ */
 
 static void stash_push(iv_pipeline *p, const char *topic, int32_t partition, const char *key,
-                       size_t key_len, const char *val, size_t val_len, rd_kafka_headers_t *hdrs) {
+                       size_t key_len, const char *val, size_t val_len, rd_kafka_headers_t *hdrs,
+                       void *opaque) {
     if (p->n_stash == p->cap_stash) {
         p->cap_stash = p->cap_stash ? p->cap_stash * 2 : 16;
         p->stash = hm_xrealloc(p->stash, p->cap_stash * sizeof(*p->stash));
@@ -135,15 +142,20 @@ static void stash_push(iv_pipeline *p, const char *topic, int32_t partition, con
     s->val = val ? hm_xstrndup(val, val_len) : NULL;
     s->val_len = val_len;
     s->hdrs = hdrs;
+    s->opaque = opaque;
 }
+
+/* Marks the quality records among the messages a delivery report is about. */
+static char quality_record_mark;
 
 /* Send, or keep in the stash (in order) when the queue is full. */
 static void pl_send(iv_pipeline *p, const char *topic, int32_t partition, const char *key,
-                    size_t key_len, const char *val, size_t val_len, rd_kafka_headers_t *hdrs) {
+                    size_t key_len, const char *val, size_t val_len, rd_kafka_headers_t *hdrs,
+                    void *opaque) {
     hm_err err;
     if (p->n_stash == 0) {
         int rc = hm_producer_send(p->producer, topic, partition, key, key_len, val, val_len, hdrs,
-                                  NULL, &err);
+                                  opaque, &err);
         if (rc == 0) return;
         if (rc != -EAGAIN) {
             /* Not a full queue: the transaction cannot be completed as is. */
@@ -154,7 +166,7 @@ static void pl_send(iv_pipeline *p, const char *topic, int32_t partition, const 
             return;
         }
     }
-    stash_push(p, topic, partition, key, key_len, val, val_len, hdrs);
+    stash_push(p, topic, partition, key, key_len, val, val_len, hdrs, opaque);
     if (!p->waiting_writable) {
         p->waiting_writable = true;
         hm_consumer_hold(p->consumer);
@@ -182,7 +194,7 @@ static void on_writable(hm_producer *prod, void *ud) {
     for (; i < p->n_stash; i++) {
         stash_msg *s = &p->stash[i];
         int rc = hm_producer_send(p->producer, s->topic, s->partition, s->key, s->key_len, s->val,
-                                  s->val_len, s->hdrs, NULL, &err);
+                                  s->val_len, s->hdrs, s->opaque, &err);
         if (rc == -EAGAIN) break;
         if (rc != 0) {
             set_error(p, "send", err.msg);
@@ -223,7 +235,8 @@ static hm_histogram *quality_hist(iv_pipeline *p, const char *exchange) {
 static void on_engine_event(void *ud, int32_t partition, const char *key, size_t key_len,
                             const char *json, size_t json_len) {
     iv_pipeline *p = ud;
-    pl_send(p, p->cfg->events_topic, RD_KAFKA_PARTITION_UA, key, key_len, json, json_len, NULL);
+    pl_send(p, p->cfg->events_topic, RD_KAFKA_PARTITION_UA, key, key_len, json, json_len, NULL,
+            NULL);
 }
 
 static rd_kafka_headers_t *dlq_headers(const rd_kafka_message_t *m, const char *error) {
@@ -270,14 +283,14 @@ static void on_message(hm_consumer *c, const rd_kafka_message_t *m, void *ud) {
     iv_engine_process(p->engine, &in, now_ms, &out);
 
     pl_send(p, p->cfg->output_topic, RD_KAFKA_PARTITION_UA, out.key, out.key_len, p->out.data,
-            p->out.len, NULL);
+            p->out.len, NULL, &quality_record_mark);
     if (out.parse_error) {
         /* The bytes are kept whole, with where they came from and why. */
         hm_log_limited(HM_LOG_WARN, "record_unparseable", 60, HM_LS("topic", p->cfg->input_topic),
                        HM_LI("partition", m->partition), HM_LI("offset", m->offset),
                        HM_LS("error", out.error));
         pl_send(p, p->cfg->dlq_topic, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, m->len,
-                dlq_headers(m, out.error));
+                dlq_headers(m, out.error), NULL);
     }
     hm_histogram_observe(quality_hist(p, out.exchange), out.score);
     p->txn_records++;
@@ -318,7 +331,7 @@ static void on_commit_timer(uv_timer_t *t) {
 static void send_changelog(void *ud, int32_t partition, const char *key, size_t key_len,
                            const char *val, size_t val_len) {
     iv_pipeline *p = ud;
-    pl_send(p, p->cfg->changelog_topic, partition, key, key_len, val, val_len, NULL);
+    pl_send(p, p->cfg->changelog_topic, partition, key, key_len, val, val_len, NULL, NULL);
 }
 
 static rd_kafka_topic_partition_list_t *committed_positions(iv_pipeline *p) {
@@ -403,6 +416,7 @@ static void on_aborted(hm_producer *prod, const hm_txn_result *r, void *ud) {
         hm_service_stop(p->svc, 1);
         return;
     }
+    p->txn_aborted++;
     pl_rewind(p, p->last_error);
 }
 
@@ -411,6 +425,8 @@ static void on_committed(hm_producer *prod, const hm_txn_result *r, void *ud) {
     if (r->err == 0) {
         if (p->txn_oldest_ms != INT64_MAX)
             hm_histogram_observe(p->commit_age, (double)(hm_now_ms() - p->txn_oldest_ms) / 1000.0);
+        p->txn_committed++;
+        if (p->phase == PL_STOPPING) p->drained_records = p->txn_records;
         after_txn_settled(p);
         return;
     }
@@ -568,6 +584,7 @@ static void on_producer_fatal(hm_producer *prod, const char *reason, void *ud) {
 static void on_delivery(hm_producer *prod, rd_kafka_resp_err_t err, const rd_kafka_message_t *m,
                         void *opaque, void *ud) {
     iv_pipeline *p = ud;
+    if (!err && opaque == &quality_record_mark) p->records_out++;
     if (err) {
         /* The open transaction cannot commit with a lost message: abort and
          * rewind; the records are consumed again. */
@@ -623,15 +640,21 @@ static void on_producer_closed(void *ud, size_t undelivered) {
     if (undelivered)
         hm_log_warn("producer_closed_with_undelivered", HM_LI("messages", undelivered),
                     HM_LS("note", "not committed: consumed again by the next owner"));
-    hm_metrics_remove_collect(p->svc->metrics, collect, p);
+    p->producer = NULL;
+    /* The pipeline itself stays (status calls may still read it) until
+     * iv_pipeline_free after the loop has ended. */
+    hm_service_finish(p->svc);
+}
+
+void iv_pipeline_free(iv_pipeline *p) {
+    if (!p) return;
+    if (p->svc->metrics) hm_metrics_remove_collect(p->svc->metrics, collect, p);
     iv_engine_free(p->engine);
     hm_buf_free(&p->out);
     stash_clear(p);
     free(p->stash);
     if (p->assignment) rd_kafka_topic_partition_list_destroy(p->assignment);
-    hm_service *svc = p->svc;
     free(p);
-    hm_service_finish(svc);
 }
 
 static void on_consumer_closed(void *ud) {
@@ -655,6 +678,13 @@ static void pl_continue_stop(iv_pipeline *p) {
     }
     p->txn_open = false;
     p->phase = PL_STOPPED;
+    hm_log_info("drained", HM_LI("records_in_last_transaction", p->drained_records),
+                HM_LB("fenced", p->fenced));
+    if (p->drain_cb) {
+        void (*cb)(void *, uint64_t) = p->drain_cb;
+        p->drain_cb = NULL;
+        cb(p->drain_ud, p->drained_records);
+    }
     if (p->restorer) {
         hm_reader_close(p->restorer, on_restorer_closed, NULL);
         p->restorer = NULL;
@@ -769,4 +799,48 @@ fail:
     iv_engine_free(p->engine);
     free(p);
     return rc;
+}
+
+/* ---- control (ControlService, /status) ----------------------------------- */
+
+void iv_pipeline_get_status(iv_pipeline *p, iv_pipeline_status *out) {
+    const iv_stats *st = iv_engine_stats(p->engine);
+    if (p->phase != PL_RUNNING)
+        out->state = IV_DRAINING;
+    else if (!p->txn_ready || !p->assigned)
+        out->state = IV_STARTING;
+    else if (hm_consumer_paused(p->consumer))
+        out->state = IV_PAUSED;
+    else
+        out->state = IV_RUNNING;
+    out->records_in = st->records;
+    out->records_out = p->records_out;
+    out->transactions_committed = p->txn_committed;
+    out->transactions_aborted = p->txn_aborted;
+    out->last_error = p->last_error;
+    out->transactional_id = p->txn_id;
+}
+
+hm_consumer *iv_pipeline_consumer(iv_pipeline *p) {
+    return p->consumer;
+}
+
+void iv_pipeline_pause(iv_pipeline *p) {
+    if (p->phase == PL_RUNNING) hm_consumer_pause(p->consumer);
+}
+
+void iv_pipeline_resume(iv_pipeline *p) {
+    if (p->phase == PL_RUNNING) hm_consumer_resume(p->consumer);
+}
+
+void iv_pipeline_drain(iv_pipeline *p, void (*done)(void *ud, uint64_t records), void *ud) {
+    p->drain_cb = done;
+    p->drain_ud = ud;
+    hm_service_stop(p->svc, 0); /* on_stop: hold, commit, leave */
+}
+
+void iv_pipeline_reconfigure(iv_pipeline *p) {
+    iv_engine_set_checks(p->engine, &p->cfg->checks);
+    hm_log_info("reconfigured", HM_LI("commit_interval_ms", p->cfg->commit_interval_ms),
+                HM_LI("commit_max_records", p->cfg->commit_max_records));
 }

@@ -169,8 +169,10 @@ def produce_lines(bootstrap: str, topic: str, lines, key_fn=None, timestamp_fn=N
 class Service:
     """A service process of ours with its own admin port and log file."""
 
-    def __init__(self, name: str, args: list, env: dict, log: pathlib.Path, admin_port: int):
-        self.name, self.admin_port, self.log = name, admin_port, log
+    def __init__(self, name: str, args: list, env: dict, log: pathlib.Path, admin_port: int,
+                 grpc_port: int):
+        self.name, self.admin_port, self.grpc_port, self.log = name, admin_port, grpc_port, log
+        self.grpc_target = f"127.0.0.1:{grpc_port}"
         self.logf = open(log, "ab")
         self.proc = subprocess.Popen([str(BIN / name), *args], env=env, stdout=self.logf,
                                      stderr=subprocess.STDOUT, cwd=ROOT)
@@ -247,11 +249,13 @@ def service_factory(tmp_path):
     """Start services for a test; every one still running is stopped at the end."""
     started = []
 
-    def start(name: str, args=(), env=None, admin_port=None) -> Service:
+    def start(name: str, args=(), env=None, admin_port=None, grpc_port=None) -> Service:
         port = admin_port or free_port()
-        full_env = {**os.environ, "HIMARI_ADMIN_PORT": str(port), **(env or {})}
+        gport = grpc_port or free_port()
+        full_env = {**os.environ, "HIMARI_ADMIN_PORT": str(port), "HIMARI_GRPC_PORT": str(gport),
+                    **(env or {})}
         log = tmp_path / f"{name}-{len(started)}.log"
-        svc = Service(name, list(args), full_env, log, port)
+        svc = Service(name, list(args), full_env, log, port, gport)
         started.append(svc)
         return svc
 

@@ -725,6 +725,37 @@ static void test_non_reloadable_change_finds_changed_key_and_ignores_reloadable_
     hm_config_free(s2, 2);
 }
 
+static void test_changed_keys_lists_every_difference_in_table_order(void **state) {
+    fix *f = *state;
+    tcfg a2 = {0};
+    tcfg2 b2 = {0};
+    hm_cfg_section s2[2];
+    sections_for(s2, &a2, &b2);
+    assert_int_equal(load(f, fixture("valid.yaml")), 0);
+    void *old_dst[2] = {&f->a, &f->b}, *new_dst[2] = {&a2, &b2};
+    const char *out[4];
+    assert_int_equal(hm_config_load(s2, 2, fixture("valid.yaml"), &f->err), 0);
+    assert_int_equal(hm_config_changed_keys(f->sections, 2, old_dst, new_dst, out, 4), 0);
+
+    /* Reloadable or not, every differing key is named, in table order. */
+    setenv("HIMARI_KAFKA_LINGER_MS", "21", 1);
+    setenv("HIMARI_ADMIN_PORT", "9101", 1);
+    setenv("HIMARI_CHECKS_RATIO", "0.1", 1);
+    assert_int_equal(hm_config_load(s2, 2, fixture("valid.yaml"), &f->err), 0);
+    size_t n = hm_config_changed_keys(f->sections, 2, old_dst, new_dst, out, 4);
+    assert_int_equal(n, 3);
+    assert_string_equal(out[0], "admin.port");
+    assert_string_equal(out[1], "checks.ratio");
+    assert_string_equal(out[2], "kafka.linger_ms");
+    /* The count is the true count even when out is too small. */
+    assert_int_equal(hm_config_changed_keys(f->sections, 2, old_dst, new_dst, out, 1), 3);
+    assert_string_equal(out[0], "admin.port");
+    unsetenv("HIMARI_KAFKA_LINGER_MS");
+    unsetenv("HIMARI_ADMIN_PORT");
+    unsetenv("HIMARI_CHECKS_RATIO");
+    hm_config_free(s2, 2);
+}
+
 static void test_map_comparison_ignores_order(void **state) {
     fix *f = *state;
     tcfg a2 = {0};
@@ -1005,6 +1036,7 @@ int main(void) {
         T(test_load_keeps_bytes_no_key_covers),
         T(test_free_on_zeroed_and_loaded_structs_is_clean),
         T(test_non_reloadable_change_finds_changed_key_and_ignores_reloadable_ones),
+        T(test_changed_keys_lists_every_difference_in_table_order),
         T(test_map_comparison_ignores_order),
         T(test_digest_changes_when_a_value_changes_and_is_stable_otherwise),
         T(test_digest_is_fnv1a_of_path_value_lines),

@@ -104,6 +104,15 @@ const char *hm_config_non_reloadable_change(const hm_cfg_section *sections, size
                                             void *const *old_dst, void *const *new_dst);
 
 /**
+ * @brief The paths of every key whose value differs between two loaded copies
+ * (same arguments as above), in table order. Writes at most max_out paths to
+ * out (static strings of the key tables); returns how many keys differ.
+ */
+size_t hm_config_changed_keys(const hm_cfg_section *sections, size_t n_sections,
+                              void *const *old_dst, void *const *new_dst, const char **out,
+                              size_t max_out);
+
+/**
  * @brief A 64-bit FNV-1a digest of the effective configuration (every key and
  * value in table order, secrets as their length only), as 16 hex chars + NUL.
  */
