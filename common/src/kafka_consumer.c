@@ -458,14 +458,13 @@ int hm_consumer_commit(hm_consumer *c, const rd_kafka_topic_partition_list_t *of
  * timer are closed, an in-flight lag query is awaited, and the client is
  * destroyed on a worker (rd_kafka_destroy joins librdkafka's threads).
  */
-static void destroy_work_run(uv_work_t *req) {
-    hm_consumer *c = req->data;
+static void destroy_client(void *arg) {
+    hm_consumer *c = arg;
     rd_kafka_destroy(c->rk);
 }
 
-static void destroy_work_done(uv_work_t *req, int status) {
-    hm_consumer *c = req->data;
-    free(req);
+static void free_consumer(void *arg) {
+    hm_consumer *c = arg;
     void (*done)(void *) = c->close_done;
     void *ud = c->close_ud;
     clear_parts(c);
@@ -476,12 +475,7 @@ static void destroy_work_done(uv_work_t *req, int status) {
 static void consumer_close_step(hm_consumer *c) {
     if (c->close_pending > 0 || c->lag_work_active) return;
     c->close_pending = -1; /* only once */
-    uv_work_t *req = hm_xcalloc(1, sizeof(*req));
-    req->data = c;
-    if (uv_queue_work(c->loop, req, destroy_work_run, destroy_work_done) != 0) {
-        destroy_work_run(req);
-        destroy_work_done(req, 0);
-    }
+    hm_kafka_offload(c->loop, destroy_client, free_consumer, c);
 }
 
 static void on_close_handle(uv_handle_t *h) {

@@ -54,6 +54,13 @@ void hm_kq_kick(hm_kq *kq);
 /** Stop pumping, close the uv handles and the pipe, destroy the queue; on_closed after. */
 void hm_kq_close(hm_kq *kq, void (*on_closed)(hm_kq *kq));
 
+/**
+ * @brief Run work(arg) on libuv's worker pool, then done(arg) on the loop
+ * (for librdkafka calls that block: flush, destroy). If the pool refuses the
+ * job, both run at once on the caller's thread.
+ */
+void hm_kafka_offload(uv_loop_t *loop, void (*work)(void *arg), void (*done)(void *arg), void *arg);
+
 /** Metrics every client reports, created on first use per registry. */
 typedef struct hm_kafka_metrics {
     hm_metric_family *errors;     /* himari_kafka_errors_total{client,error} */

@@ -350,32 +350,30 @@ int hm_producer_txn_begin(hm_producer *p, hm_err *err) {
 
 /* ---- close -------------------------------------------------------------- */
 
-static void close_flush_run(uv_work_t *req) {
-    hm_producer *p = req->data;
+static void flush_client(void *arg) {
+    hm_producer *p = arg;
     /* In event mode flush waits for the loop to drain the reports (see above). */
     rd_kafka_flush(p->rk, p->flush_timeout_ms);
 }
 
 static void on_close_kq(hm_kq *kq);
 
-static void close_flush_done(uv_work_t *req, int status) {
-    hm_producer *p = req->data;
-    free(req);
+static void flushed(void *arg) {
+    hm_producer *p = arg;
     /* Whatever has no delivery report by now will not be delivered. */
     p->undelivered += p->outstanding;
     hm_kq_close(&p->kq, on_close_kq);
 }
 
-static void destroy_run(uv_work_t *req) {
-    hm_producer *p = req->data;
+static void destroy_client(void *arg) {
+    hm_producer *p = arg;
     for (size_t i = 0; i < p->n_topics; i++)
         rd_kafka_topic_destroy(p->topics[i].rkt);
     rd_kafka_destroy(p->rk);
 }
 
-static void destroy_done(uv_work_t *req, int status) {
-    hm_producer *p = req->data;
-    free(req);
+static void free_producer(void *arg) {
+    hm_producer *p = arg;
     for (size_t i = 0; i < p->n_topics; i++)
         free(p->topics[i].name);
     free(p->topics);
@@ -388,12 +386,7 @@ static void destroy_done(uv_work_t *req, int status) {
 
 static void on_close_kq(hm_kq *kq) {
     hm_producer *p = kq->owner;
-    uv_work_t *req = hm_xcalloc(1, sizeof(*req));
-    req->data = p;
-    if (uv_queue_work(p->loop, req, destroy_run, destroy_done) != 0) {
-        destroy_run(req);
-        destroy_done(req, 0);
-    }
+    hm_kafka_offload(p->loop, destroy_client, free_producer, p);
 }
 
 void hm_producer_close(hm_producer *p, int flush_timeout_ms,
@@ -402,10 +395,5 @@ void hm_producer_close(hm_producer *p, int flush_timeout_ms,
     p->close_ud = ud;
     p->flush_timeout_ms = flush_timeout_ms;
     p->undelivered = 0;
-    uv_work_t *req = hm_xcalloc(1, sizeof(*req));
-    req->data = p;
-    if (uv_queue_work(p->loop, req, close_flush_run, close_flush_done) != 0) {
-        close_flush_run(req);
-        close_flush_done(req, 0);
-    }
+    hm_kafka_offload(p->loop, flush_client, flushed, p);
 }

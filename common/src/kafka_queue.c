@@ -9,6 +9,7 @@
  * idle handle, or hm_kq_release which restarts it).
  */
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -112,4 +113,37 @@ void hm_kq_close(hm_kq *kq, void (*on_closed)(hm_kq *kq)) {
     uv_idle_stop(&kq->idle);
     uv_close((uv_handle_t *)&kq->poll, kq_on_handle_closed);
     uv_close((uv_handle_t *)&kq->idle, kq_on_handle_closed);
+}
+
+typedef struct offload {
+    uv_work_t req;
+    void (*work)(void *);
+    void (*done)(void *);
+    void *arg;
+} offload;
+
+static void offload_run(uv_work_t *req) {
+    offload *o = req->data;
+    o->work(o->arg);
+}
+
+static void offload_done(uv_work_t *req, int status) {
+    offload *o = req->data;
+    void (*done)(void *) = o->done;
+    void *arg = o->arg;
+    free(o);
+    done(arg);
+}
+
+void hm_kafka_offload(uv_loop_t *loop, void (*work)(void *arg), void (*done)(void *arg),
+                      void *arg) {
+    offload *o = hm_xcalloc(1, sizeof(*o));
+    o->req.data = o;
+    o->work = work;
+    o->done = done;
+    o->arg = arg;
+    if (uv_queue_work(loop, &o->req, offload_run, offload_done) != 0) {
+        offload_run(&o->req);
+        offload_done(&o->req, 0);
+    }
 }

@@ -169,15 +169,14 @@ uint64_t hm_reader_count(const hm_reader *r) {
     return r->count;
 }
 
-static void destroy_run(uv_work_t *req) {
-    hm_reader *r = req->data;
+static void destroy_client(void *arg) {
+    hm_reader *r = arg;
     /* Never joined a group: nothing to leave, so destroy without the close. */
     rd_kafka_destroy_flags(r->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
-static void destroy_done(uv_work_t *req, int status) {
-    hm_reader *r = req->data;
-    free(req);
+static void free_reader(void *arg) {
+    hm_reader *r = arg;
     void (*done)(void *) = r->close_done;
     void *ud = r->close_ud;
     hm_metrics_free(r->own_metrics);
@@ -189,12 +188,7 @@ static void destroy_done(uv_work_t *req, int status) {
 
 static void maybe_destroy(hm_reader *r) {
     if (r->handles_open > 0) return;
-    uv_work_t *req = hm_xcalloc(1, sizeof(*req));
-    req->data = r;
-    if (uv_queue_work(r->loop, req, destroy_run, destroy_done) != 0) {
-        destroy_run(req);
-        destroy_done(req, 0);
-    }
+    hm_kafka_offload(r->loop, destroy_client, free_reader, r);
 }
 
 static void on_timer_closed(uv_handle_t *h) {

@@ -345,6 +345,23 @@ static rd_kafka_topic_partition_list_t *committed_positions(iv_pipeline *p) {
     return l;
 }
 
+/* Forget the state of every partition we own, uncommitted changes included:
+ * the changelog holds what was committed. */
+static void forget_state(iv_pipeline *p) {
+    iv_engine_clear_dirty(p->engine);
+    for (int i = 0; p->assignment && i < p->assignment->cnt; i++)
+        iv_engine_drop_partition(p->engine, p->assignment->elems[i].partition);
+}
+
+/* Complete a revocation (nothing open any more): forget, let the partitions go. */
+static void finish_revoke(iv_pipeline *p) {
+    forget_state(p);
+    if (p->assignment) rd_kafka_topic_partition_list_destroy(p->assignment);
+    p->assignment = NULL;
+    p->assigned = false;
+    if (hm_consumer_unassign(p->consumer) != 0) hm_service_stop(p->svc, 1);
+}
+
 static void after_txn_settled(iv_pipeline *p) {
     p->txn_open = false;
     p->txn_records = 0;
@@ -355,13 +372,7 @@ static void after_txn_settled(iv_pipeline *p) {
     }
     if (p->revoke_pending) {
         p->revoke_pending = false;
-        iv_engine_clear_dirty(p->engine);
-        for (int i = 0; p->assignment && i < p->assignment->cnt; i++)
-            iv_engine_drop_partition(p->engine, p->assignment->elems[i].partition);
-        if (p->assignment) rd_kafka_topic_partition_list_destroy(p->assignment);
-        p->assignment = NULL;
-        p->assigned = false;
-        if (hm_consumer_unassign(p->consumer) != 0) hm_service_stop(p->svc, 1);
+        finish_revoke(p);
     }
     if (!p->waiting_writable) hm_consumer_release(p->consumer);
 }
@@ -375,9 +386,7 @@ static void pl_rewind(iv_pipeline *p, const char *why) {
     stash_clear(p);
     p->waiting_writable = false;
     p->aborting = false;
-    iv_engine_clear_dirty(p->engine);
-    for (int i = 0; p->assignment && i < p->assignment->cnt; i++)
-        iv_engine_drop_partition(p->engine, p->assignment->elems[i].partition);
+    forget_state(p);
     if (p->assigned) {
         if (hm_consumer_unassign(p->consumer) != 0)
             hm_log_warn("rewind_unassign_failed"); /* re-assigning below resets it anyway */
@@ -556,13 +565,7 @@ static void on_revoke(hm_consumer *c, const rd_kafka_topic_partition_list_t *par
         if (!p->committing) pl_commit(p);
         return;
     }
-    iv_engine_clear_dirty(p->engine);
-    for (int i = 0; p->assignment && i < p->assignment->cnt; i++)
-        iv_engine_drop_partition(p->engine, p->assignment->elems[i].partition);
-    if (p->assignment) rd_kafka_topic_partition_list_destroy(p->assignment);
-    p->assignment = NULL;
-    p->assigned = false;
-    if (hm_consumer_unassign(p->consumer) != 0) hm_service_stop(p->svc, 1);
+    finish_revoke(p);
     if (p->phase == PL_RUNNING) hm_consumer_release(p->consumer);
 }
 
