@@ -70,7 +70,8 @@ class Topics:
                 "HIMARI_VALIDATOR_EVENTS_TOPIC": self["events"],
                 "HIMARI_VALIDATOR_CHANGELOG_TOPIC": self["changelog"],
                 "HIMARI_VALIDATOR_GROUP_ID": self.group,
-                "HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": str(commit_interval_ms),
+                **({"HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": str(commit_interval_ms)}
+                   if commit_interval_ms else {}),
                 "HIMARI_LOG_LEVEL": "warn"}
 
     def delete(self):
@@ -164,13 +165,14 @@ def throughput(args):
     print(json.dumps(result))
 
 
-def _consume_latencies(bootstrap, topic, expected, out_q, stop_at):
+def _consume_latencies(bootstrap, topic, expected, out_q, stop_at, measure_from_ns):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-lat-{uuid.uuid4()}",
                   "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "fetch.wait.max.ms": 5})
     c.subscribe([topic])
-    lat = []
-    while len(lat) < expected and time.time() < stop_at:
+    lat, when = [], []
+    received = 0
+    while received < expected and time.time() < stop_at:
         msg = c.poll(0.1)
         if msg is None or msg.error():
             continue
@@ -178,24 +180,48 @@ def _consume_latencies(bootstrap, topic, expected, out_q, stop_at):
         rec = json.loads(msg.value())
         sent = (rec.get("original_data") or {}).get("sent_ns")
         if isinstance(sent, int):
+            received += 1
+            if sent < measure_from_ns:
+                continue  # warm-up: the first transactions set up partitions, metadata
             lat.append((now_ns - sent) / 1e6)
+            when.append(now_ns)
     c.close()
-    out_q.put(lat)
+    # The worst second too: a tail spread evenly differs from one burst.
+    by_second = {}
+    for t, v in zip(when, lat):
+        by_second.setdefault((t - when[0]) // 1_000_000_000, []).append(v)
+    worst = sorted((round(max(v), 1), s) for s, v in by_second.items())[-3:] if when else []
+    out_q.put((lat, worst, received))
 
 
 def latency(args):
     topics = Topics(args.bootstrap)
+    proc = port = None
     try:
-        proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms))
-        total = args.rate * args.seconds
+        if not args.peer:
+            proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms))
+        total = args.rate * (args.seconds + args.warmup)
         q = mp.Queue()
+        measure_from_ns = time.time_ns() + int((3 + args.warmup) * 1e9)
         consumer = mp.Process(target=_consume_latencies,
                               args=(args.bootstrap, topics["quality"], total, q,
-                                    time.time() + args.seconds + 60))
+                                    time.time() + args.seconds + args.warmup + 60,
+                                    measure_from_ns))
         consumer.start()
         time.sleep(3)  # consumer joined its group
-        p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1,
-                      "enable.idempotence": True, "partitioner": "murmur2_random"})
+        conf = {"bootstrap.servers": args.bootstrap, "linger.ms": 1,
+                "enable.idempotence": True, "partitioner": "murmur2_random"}
+        if args.peer:
+            # The peer: the same records straight into quality_scores in Kafka
+            # transactions committed every 5 ms (what the validator's transactions cost
+            # without the validator: one hop, no transform, no changelog, no offsets).
+            conf.update({"transactional.id": f"bench-peer-{uuid.uuid4()}",
+                         "retry.backoff.ms": 10})
+        p = Producer(conf)
+        if args.peer:
+            p.init_transactions()
+            p.begin_transaction()
+        last_commit = time.monotonic()
         symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
         exchanges = ["binance", "kraken", "bybit", "coinbase", "deribit"]
         ids = {}
@@ -212,28 +238,50 @@ def latency(args):
             rec = {"timestamp": now_ns // 1_000_000, "exchange": ex, "symbol": sym,
                    "price": 37000.0 + (i % 7) * 0.5, "volume": 0.01 + (i % 13) * 0.001,
                    "trade_id": ids[(ex, sym)], "side": "buy", "sent_ns": now_ns}
-            p.produce(topics["raw"], json.dumps(rec).encode(), key=sym.encode())
+            if args.peer:
+                p.produce(topics["quality"], json.dumps({"original_data": rec}).encode(),
+                          key=sym.encode())
+                if time.monotonic() - last_commit >= 0.005:
+                    p.commit_transaction()
+                    p.begin_transaction()
+                    last_commit = time.monotonic()
+            else:
+                p.produce(topics["raw"], json.dumps(rec).encode(), key=sym.encode())
             p.poll(0)
+        if args.peer:
+            p.commit_transaction()
         p.flush(30)
-        lat = sorted(q.get(timeout=args.seconds + 90))
+        lat, worst, received = q.get(timeout=args.seconds + args.warmup + 90)
+        lat = sorted(lat)
         consumer.join()
-        txn_n = metric(port, 'himari_kafka_transaction_seconds_count{op="commit"}')
-        txn_s = metric(port, 'himari_kafka_transaction_seconds_sum{op="commit"}')
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        txn_n = txn_le25 = txn_le100 = txn_s = 0
+        if proc:
+            txn_n = metric(port, 'himari_kafka_transaction_seconds_count{op="commit"}')
+            txn_le25 = metric(port,
+                              'himari_kafka_transaction_seconds_bucket{op="commit",le="0.025"}')
+            txn_le100 = metric(port,
+                               'himari_kafka_transaction_seconds_bucket{op="commit",le="0.1"}')
+            txn_s = metric(port, 'himari_kafka_transaction_seconds_sum{op="commit"}')
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
     finally:
         topics.delete()
 
     def pct(x):
         return round(lat[min(len(lat) - 1, int(len(lat) * x))], 2)
 
-    print(json.dumps({"bench": "validator_eos_latency", "rate": args.rate,
-                      "records": total, "received": len(lat),
+    print(json.dumps({"bench": "kafka_txn_peer_latency" if args.peer else "validator_eos_latency",
+                      "rate": args.rate,
+                      "records": total, "received": received, "measured": len(lat),
+                      "warmup_s": args.warmup,
                       "commit_interval_ms": args.commit_interval_ms,
                       "commits": int(txn_n),
                       "commit_avg_ms": round(1000 * txn_s / txn_n, 2) if txn_n else None,
+                      "commits_over_25ms": int(txn_n - txn_le25),
+                      "commits_over_100ms": int(txn_n - txn_le100),
                       "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
-                      "max_ms": round(lat[-1], 2)}))
+                      "max_ms": round(lat[-1], 2),
+                      "worst_seconds": [{"second": s, "max_ms": m} for m, s in worst]}))
 
 
 def main():
@@ -244,7 +292,13 @@ def main():
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=30)
-    ap.add_argument("--commit-interval-ms", type=int, default=100)
+    ap.add_argument("--peer", action="store_true",
+                    help="latency: no validator; the producer writes the output topic in "
+                         "5 ms transactions itself (the cost of Kafka transactions alone)")
+    ap.add_argument("--warmup", type=int, default=3,
+                    help="latency: seconds of load at the start left out of the figures")
+    ap.add_argument("--commit-interval-ms", type=int, default=0,
+                    help="validator.commit_interval_ms; 0: the service's default")
     args = ap.parse_args()
     throughput(args) if args.mode == "throughput" else latency(args)
 
