@@ -96,6 +96,18 @@ rd_kafka_conf_t *hm_kafka_conf_new(const hm_kafka_config *kc, const char *client
     return conf;
 }
 
+rd_kafka_t *hm_kafka_new_consumer(rd_kafka_conf_t *conf, const char *what, hm_err *err) {
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        hm_err_set(err, -EINVAL, "%s: %s", what, errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
 void hm_kafka_metrics_init(hm_kafka_metrics *km, hm_metrics *m) {
     km->errors = hm_metrics_counter(m, "himari_kafka_errors_total",
                                     "Errors reported by Kafka clients, by client and error name.",

@@ -55,6 +55,13 @@ void hm_kq_kick(hm_kq *kq);
 void hm_kq_close(hm_kq *kq, void (*on_closed)(hm_kq *kq));
 
 /**
+ * @brief A consumer client from conf (taken over, also on failure), with the
+ * main queue forwarded to the consumer queue so every event arrives on one
+ * queue. NULL on failure, err naming what (e.g. "kafka reader").
+ */
+rd_kafka_t *hm_kafka_new_consumer(rd_kafka_conf_t *conf, const char *what, hm_err *err);
+
+/**
  * @brief Run work(arg) on libuv's worker pool, then done(arg) on the loop
  * (for librdkafka calls that block: flush, destroy). If the pool refuses the
  * job, both run at once on the caller's thread.

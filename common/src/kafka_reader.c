@@ -114,13 +114,8 @@ int hm_reader_start(uv_loop_t *loop, const hm_kafka_config *kc, const char *topi
         rd_kafka_conf_destroy(conf);
         return -EINVAL;
     }
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return hm_err_set(err, -EINVAL, "kafka reader: %s", errstr);
-    }
-    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_t *rk = hm_kafka_new_consumer(conf, "kafka reader", err);
+    if (!rk) return -EINVAL;
     hm_reader *r = hm_xcalloc(1, sizeof(*r));
     r->loop = loop;
     r->rk = rk;

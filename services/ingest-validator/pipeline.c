@@ -362,14 +362,21 @@ static void finish_revoke(iv_pipeline *p) {
     if (hm_consumer_unassign(p->consumer) != 0) hm_service_stop(p->svc, 1);
 }
 
-static void after_txn_settled(iv_pipeline *p) {
+/* The open transaction is over (committed or aborted). Returns false when a
+ * stop in progress took over from here. */
+static bool txn_closed(iv_pipeline *p) {
     p->txn_open = false;
     p->txn_records = 0;
     p->committing = false;
     if (p->phase == PL_STOPPING) {
         pl_continue_stop(p);
-        return;
+        return false;
     }
+    return true;
+}
+
+static void after_txn_settled(iv_pipeline *p) {
+    if (!txn_closed(p)) return;
     if (p->revoke_pending) {
         p->revoke_pending = false;
         finish_revoke(p);
@@ -392,13 +399,7 @@ static void pl_rewind(iv_pipeline *p, const char *why) {
             hm_log_warn("rewind_unassign_failed"); /* re-assigning below resets it anyway */
         p->assigned = false;
     }
-    p->txn_open = false;
-    p->txn_records = 0;
-    p->committing = false;
-    if (p->phase == PL_STOPPING) {
-        pl_continue_stop(p);
-        return;
-    }
+    if (!txn_closed(p)) return;
     if (p->revoke_pending) {
         p->revoke_pending = false;
         if (p->assignment) rd_kafka_topic_partition_list_destroy(p->assignment);

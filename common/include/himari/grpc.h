@@ -45,11 +45,11 @@ typedef struct hm_grpc_server hm_grpc_server;
 typedef struct hm_grpc_call hm_grpc_call;
 
 typedef struct hm_grpc_opts {
-    const char *bind;          /* NULL or "": 127.0.0.1 */
-    int port;                  /* 0: pick a free port (see hm_grpc_server_port) */
-    const char *token;         /* bearer token for mutating methods; NULL/"": none set */
-    size_t max_request_bytes;  /* 0: 65536 */
-    hm_metrics *metrics;       /* may not be NULL */
+    const char *bind;         /* NULL or "": 127.0.0.1 */
+    int port;                 /* 0: pick a free port (see hm_grpc_server_port) */
+    const char *token;        /* bearer token for mutating methods; NULL/"": none set */
+    size_t max_request_bytes; /* 0: 65536 */
+    hm_metrics *metrics;      /* may not be NULL */
 } hm_grpc_opts;
 
 /**
@@ -67,9 +67,9 @@ enum {
 
 /** One row of a service's method table. */
 typedef struct hm_grpc_method {
-    const char *name;        /* as in the .proto, "GetStatus" */
+    const char *name; /* as in the .proto, "GetStatus" */
     hm_grpc_handler handler;
-    unsigned flags;          /* HM_GRPC_* */
+    unsigned flags; /* HM_GRPC_* */
 } hm_grpc_method;
 
 /**
@@ -124,8 +124,7 @@ void hm_grpc_stream_finish(hm_grpc_call *call, grpc_status_code code, const char
  * while the handler still holds the call. The handler must still finish the
  * call (its reply is then discarded by grpc core).
  */
-void hm_grpc_call_on_cancel(hm_grpc_call *call, void (*cb)(hm_grpc_call *call, void *ud),
-                            void *ud);
+void hm_grpc_call_on_cancel(hm_grpc_call *call, void (*cb)(hm_grpc_call *call, void *ud), void *ud);
 bool hm_grpc_call_cancelled(const hm_grpc_call *call);
 /** @brief Milliseconds left before the call's deadline; INT64_MAX when none. */
 int64_t hm_grpc_call_remaining_ms(const hm_grpc_call *call);
