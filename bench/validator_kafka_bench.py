@@ -194,12 +194,46 @@ def _consume_latencies(bootstrap, topic, expected, out_q, stop_at, measure_from_
     out_q.put((lat, worst, received))
 
 
+def _eos_peer(bootstrap, raw, quality, group, stop_at):
+    """Exactly-once consume-transform-produce in its simplest form (confluent-kafka):
+    read raw, write each record to quality, every 5 ms send the offsets in the
+    transaction and commit. No checks, no changelog: the floor of Kafka EOS here."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([raw])
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"eos-peer-{uuid.uuid4()}",
+                  "linger.ms": 1, "retry.backoff.ms": 10})
+    p.init_transactions()
+    p.begin_transaction()
+    last, n = time.monotonic(), 0
+    while time.time() < stop_at:
+        m = c.poll(0.001)
+        if m is not None and not m.error():
+            p.produce(quality, json.dumps({"original_data": json.loads(m.value())}).encode(),
+                      key=m.key())
+            n += 1
+        if n and time.monotonic() - last >= 0.005:
+            p.send_offsets_to_transaction(c.position(c.assignment()),
+                                          c.consumer_group_metadata())
+            p.commit_transaction()
+            p.begin_transaction()
+            last, n = time.monotonic(), 0
+    c.close()
+
+
 def latency(args):
     topics = Topics(args.bootstrap)
     proc = port = None
     try:
         if not args.peer:
             proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms))
+        elif args.peer == "eos":
+            proc = mp.Process(target=_eos_peer, args=(args.bootstrap, topics["raw"],
+                                                      topics["quality"], topics.group,
+                                                      time.time() + args.seconds + args.warmup
+                                                      + 40))
+            proc.start()
         total = args.rate * (args.seconds + args.warmup)
         q = mp.Queue()
         measure_from_ns = time.time_ns() + int((3 + args.warmup) * 1e9)
@@ -211,14 +245,14 @@ def latency(args):
         time.sleep(3)  # consumer joined its group
         conf = {"bootstrap.servers": args.bootstrap, "linger.ms": 1,
                 "enable.idempotence": True, "partitioner": "murmur2_random"}
-        if args.peer:
+        if args.peer == "txn":
             # The peer: the same records straight into quality_scores in Kafka
             # transactions committed every 5 ms (what the validator's transactions cost
             # without the validator: one hop, no transform, no changelog, no offsets).
             conf.update({"transactional.id": f"bench-peer-{uuid.uuid4()}",
                          "retry.backoff.ms": 10})
         p = Producer(conf)
-        if args.peer:
+        if args.peer == "txn":
             p.init_transactions()
             p.begin_transaction()
         last_commit = time.monotonic()
@@ -238,7 +272,7 @@ def latency(args):
             rec = {"timestamp": now_ns // 1_000_000, "exchange": ex, "symbol": sym,
                    "price": 37000.0 + (i % 7) * 0.5, "volume": 0.01 + (i % 13) * 0.001,
                    "trade_id": ids[(ex, sym)], "side": "buy", "sent_ns": now_ns}
-            if args.peer:
+            if args.peer == "txn":
                 p.produce(topics["quality"], json.dumps({"original_data": rec}).encode(),
                           key=sym.encode())
                 if time.monotonic() - last_commit >= 0.005:
@@ -248,14 +282,16 @@ def latency(args):
             else:
                 p.produce(topics["raw"], json.dumps(rec).encode(), key=sym.encode())
             p.poll(0)
-        if args.peer:
+        if args.peer == "txn":
             p.commit_transaction()
         p.flush(30)
         lat, worst, received = q.get(timeout=args.seconds + args.warmup + 90)
         lat = sorted(lat)
         consumer.join()
         txn_n = txn_le25 = txn_le100 = txn_s = 0
-        if proc:
+        if args.peer == "eos":
+            proc.join(120)
+        elif proc:
             txn_n = metric(port, 'himari_kafka_transaction_seconds_count{op="commit"}')
             txn_le25 = metric(port,
                               'himari_kafka_transaction_seconds_bucket{op="commit",le="0.025"}')
@@ -270,7 +306,7 @@ def latency(args):
     def pct(x):
         return round(lat[min(len(lat) - 1, int(len(lat) * x))], 2)
 
-    print(json.dumps({"bench": "kafka_txn_peer_latency" if args.peer else "validator_eos_latency",
+    print(json.dumps({"bench": f"peer_{args.peer}_latency" if args.peer else "validator_eos_latency",
                       "rate": args.rate,
                       "records": total, "received": received, "measured": len(lat),
                       "warmup_s": args.warmup,
@@ -292,9 +328,12 @@ def main():
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=30)
-    ap.add_argument("--peer", action="store_true",
-                    help="latency: no validator; the producer writes the output topic in "
-                         "5 ms transactions itself (the cost of Kafka transactions alone)")
+    ap.add_argument("--peer", choices=["txn", "eos"], default=None,
+                    help="latency, instead of the validator: 'txn' = the producer writes the "
+                         "output topic in 5 ms transactions itself (one hop, no offsets); "
+                         "'eos' = a minimal Python consume-transform-produce with "
+                         "send_offsets_to_transaction every 5 ms (what exactly-once costs "
+                         "without our code)")
     ap.add_argument("--warmup", type=int, default=3,
                     help="latency: seconds of load at the start left out of the figures")
     ap.add_argument("--commit-interval-ms", type=int, default=0,
