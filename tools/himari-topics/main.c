@@ -3,7 +3,8 @@
  * through the Kafka admin API, against Apache Kafka in tests and Redpanda in
  * production alike.
  *
- *   himari-topics [--bootstrap HOST:PORT] [-X prop=value ...] [--wait SECONDS] ensure|check|list
+ *   himari-topics [--bootstrap HOST:PORT] [-X prop=value ...] [--sasl-password-file FILE]
+ *                 [--wait SECONDS] ensure|check|list
  *
  *   ensure  create every missing topic with its partitions and configs; an
  *           existing topic with fewer partitions than the table is an error
@@ -21,13 +22,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "himari/common.h"
 #include "himari/topics.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: himari-topics [--bootstrap HOST:PORT] [-X prop=value ...] [--wait SECONDS]"
+    fprintf(f, "usage: himari-topics [--bootstrap HOST:PORT] [-X prop=value ...]"
+               " [--sasl-password-file FILE] [--wait SECONDS]"
                " ensure|check|list\n"
                "  --bootstrap  brokers (default: $HIMARI_KAFKA_BOOTSTRAP or 127.0.0.1:9092)\n"
                "  -X           a librdkafka property, e.g. -X security.protocol=sasl_plaintext\n"
+               "  --sasl-password-file FILE  the SASL password, read from a file (one trailing\n"
+               "               newline removed), so it is not on the command line\n"
                "  --wait       seconds to wait for the broker to answer (default 60)\n");
 }
 
@@ -124,6 +129,7 @@ int main(int argc, char **argv) {
     char errstr[256];
     static const struct option opts[] = {{"bootstrap", required_argument, NULL, 'b'},
                                          {"wait", required_argument, NULL, 'w'},
+                                         {"sasl-password-file", required_argument, NULL, 'P'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int ch;
@@ -141,6 +147,20 @@ int main(int argc, char **argv) {
                 *eq = '\0';
                 if (rd_kafka_conf_set(conf, optarg, eq + 1, errstr, sizeof(errstr)))
                     die("-X %s: %s", optarg, errstr);
+                break;
+            }
+            case 'P': {
+                char *pw;
+                size_t n;
+                hm_err perr;
+                if (hm_read_file(optarg, 65536, &pw, &n, &perr) != 0) die("%s", perr.msg);
+                while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+                    pw[--n] = '\0';
+                /* Not through die(): a message would echo the secret. */
+                if (rd_kafka_conf_set(conf, "sasl.password", pw, errstr, sizeof(errstr)))
+                    die("--sasl-password-file: %s", errstr);
+                memset(pw, 0, n);
+                free(pw);
                 break;
             }
             case 'h':
