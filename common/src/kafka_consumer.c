@@ -422,30 +422,6 @@ void hm_consumer_release(hm_consumer *c) {
     hm_kq_release(&c->kq);
 }
 
-int hm_consumer_commit(hm_consumer *c, const rd_kafka_topic_partition_list_t *offsets, bool async) {
-    rd_kafka_topic_partition_list_t *l = NULL;
-    if (!offsets) {
-        l = rd_kafka_topic_partition_list_new((int)c->n_parts);
-        for (size_t i = 0; i < c->n_parts; i++)
-            if (c->parts[i].position >= 0)
-                rd_kafka_topic_partition_list_add(l, c->parts[i].topic, c->parts[i].partition)
-                    ->offset = c->parts[i].position;
-        if (l->cnt == 0) {
-            rd_kafka_topic_partition_list_destroy(l);
-            return 0;
-        }
-        offsets = l;
-    }
-    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, offsets, async ? 1 : 0);
-    if (l) rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        hm_log_warn("kafka_commit_failed", HM_LS("client", c->client),
-                    HM_LS("error", rd_kafka_err2str(e)));
-        return -EIO;
-    }
-    return 0;
-}
-
 /*
  * Closing: rd_kafka_consumer_close_queue() leaves the group in the background
  * and posts the final revoke on our queue, which the pump keeps draining (the

@@ -135,10 +135,6 @@ int64_t hm_consumer_position(const hm_consumer *c, const char *topic, int32_t pa
  */
 int64_t hm_consumer_lag(const hm_consumer *c, const char *topic, int32_t partition);
 
-/** @brief Commit offsets (NULL: the current positions) for non-transactional use. */
-int hm_consumer_commit(hm_consumer *c, const rd_kafka_topic_partition_list_t *offsets,
-                       bool async) HM_MUST_CHECK;
-
 /**
  * @brief Leave the group (on_revoke runs for the last assignment, so work can
  * be committed), destroy the client and free c; done runs on the loop after.
