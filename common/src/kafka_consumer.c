@@ -53,6 +53,7 @@ struct hm_consumer {
 
     uv_timer_t lag_timer;
     bool lag_work_active;
+    int queries_active; /* hm_consumer_offsets in flight */
     int lag_refresh_ms;
 
     hm_metrics *metrics;
@@ -282,6 +283,74 @@ static void on_lag_timer(uv_timer_t *t) {
     }
 }
 
+/* ---- offset queries ------------------------------------------------------ */
+
+typedef struct offsets_work {
+    uv_work_t req;
+    hm_consumer *c;
+    hm_offsets_op op;
+    int timeout_ms;
+    rd_kafka_topic_partition_list_t *parts;
+    rd_kafka_resp_err_t err;
+    hm_offsets_cb cb;
+    void *ud;
+} offsets_work;
+
+static void offsets_work_run(uv_work_t *req) {
+    offsets_work *w = req->data;
+    switch (w->op) {
+        case HM_OFFSETS_COMMITTED:
+            w->err = rd_kafka_committed(w->c->rk, w->parts, w->timeout_ms);
+            break;
+        case HM_OFFSETS_FOR_TIMES:
+            w->err = rd_kafka_offsets_for_times(w->c->rk, w->parts, w->timeout_ms);
+            break;
+        case HM_OFFSETS_COMMIT:
+            w->err = rd_kafka_commit(w->c->rk, w->parts, 0);
+            break;
+    }
+}
+
+static void offsets_work_done(uv_work_t *req, int status) {
+    offsets_work *w = req->data;
+    hm_consumer *c = w->c;
+    c->queries_active--;
+    char reason[160] = "";
+    int err = 0;
+    if (status != 0) {
+        err = status;
+        snprintf(reason, sizeof(reason), "worker: %s", uv_strerror(status));
+    } else if (w->err) {
+        err = -EIO;
+        snprintf(reason, sizeof(reason), "%s", rd_kafka_err2str(w->err));
+    }
+    w->cb(c, err, reason, w->parts, w->ud);
+    rd_kafka_topic_partition_list_destroy(w->parts);
+    free(w);
+    if (c->finishing) consumer_close_step(c);
+}
+
+int hm_consumer_offsets(hm_consumer *c, hm_offsets_op op,
+                        const rd_kafka_topic_partition_list_t *parts, int timeout_ms,
+                        hm_offsets_cb cb, void *ud) {
+    offsets_work *w = hm_xcalloc(1, sizeof(*w));
+    w->c = c;
+    w->op = op;
+    w->timeout_ms = timeout_ms;
+    w->parts = rd_kafka_topic_partition_list_copy(parts);
+    w->cb = cb;
+    w->ud = ud;
+    w->req.data = w;
+    int rc = uv_queue_work(c->loop, &w->req, offsets_work_run, offsets_work_done);
+    if (rc != 0) {
+        rd_kafka_topic_partition_list_destroy(w->parts);
+        free(w);
+        return rc;
+    }
+    c->queries_active++;
+    return 0;
+}
+
 int64_t hm_consumer_position(const hm_consumer *c, const char *topic, int32_t partition) {
     const part_state *ps = find_part(c, topic, partition);
     return ps ? ps->position : RD_KAFKA_OFFSET_INVALID;
@@ -444,7 +513,7 @@ static void free_consumer(void *arg) {
 }
 
 static void consumer_close_step(hm_consumer *c) {
-    if (c->close_pending > 0 || c->lag_work_active) return;
+    if (c->close_pending > 0 || c->lag_work_active || c->queries_active) return;
     c->close_pending = -1; /* only once */
     hm_kafka_offload(c->loop, destroy_client, free_consumer, c);
 }

@@ -7,6 +7,8 @@
  * owns everything else it creates on the loop and must close it before (or
  * as part of) calling hm_service_finish().
  */
+#include <assert.h>
+#include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,43 +20,111 @@
 
 #define SC(field) offsetof(hm_service_config, field)
 
-static hm_cfg_key service_keys[] = {
-    {"service.instance_id", HM_CFG_STR, SC(instance_id), "", 0, 0, -1,
-     "unique name of this instance (Kafka transactional id, static group membership); "
-     "empty: the host name"},
-    {"service.stop_timeout_ms", HM_CFG_INT, SC(stop_timeout_ms), "30000", 0, 1000, 600000,
-     "a graceful stop taking longer than this ends the process with status 1"},
-    {"log.level", HM_CFG_STR, SC(log_level), "info", HM_CFG_RELOADABLE, 0, -1,
-     "debug | info | warn | error"},
-    {"admin.bind", HM_CFG_STR, SC(admin_bind), "127.0.0.1", 0, 0, -1,
-     "address of the HTTP admin endpoint (/healthz /readyz /metrics /status)"},
-    {"admin.port", HM_CFG_INT, SC(admin_port), "8080", 0, 0, 65535,
-     "port of the HTTP admin endpoint; 0 picks a free port"},
-    {"grpc.bind", HM_CFG_STR, SC(grpc_bind), "127.0.0.1", 0, 0, -1,
-     "address of the gRPC endpoint (ControlService, grpc.health.v1)"},
-    {"grpc.port", HM_CFG_INT, SC(grpc_port), "9080", 0, 0, 65535,
-     "port of the gRPC endpoint; 0 picks a free port"},
-    {"grpc.token", HM_CFG_SECRET, SC(grpc_token), NULL, HM_CFG_RELOADABLE, 0, -1,
-     "bearer token for mutating gRPC calls (Pause, Resume, ReloadConfig, Drain); unset: "
-     "those calls are refused"},
-    {"grpc.max_request_bytes", HM_CFG_INT, SC(grpc_max_request_bytes), "65536", 0, 64, 16777216,
-     "larger gRPC requests are refused with RESOURCE_EXHAUSTED"},
-};
+/* The common keys, with a service's default ports. One const table per service, built
+ * from the service table, so nothing is patched at run time. */
+// clang-format off
+#define HM_SERVICE_KEYS_(admin_default, grpc_default) {                                            \
+    {"service.instance_id", HM_CFG_STR, SC(instance_id), "", 0, 0, -1,                             \
+     "unique name of this instance (Kafka transactional id, static group membership); "           \
+     "empty: the host name"},                                                                      \
+    {"service.stop_timeout_ms", HM_CFG_INT, SC(stop_timeout_ms), "30000", 0, 1000, 600000,         \
+     "a graceful stop taking longer than this ends the process with status 1"},                    \
+    {"log.level", HM_CFG_STR, SC(log_level), "info", HM_CFG_RELOADABLE, 0, -1,                     \
+     "debug | info | warn | error"},                                                               \
+    {"admin.bind", HM_CFG_STR, SC(admin_bind), "127.0.0.1", 0, 0, -1,                              \
+     "address of the HTTP admin endpoint (/healthz /readyz /metrics /status)"},                    \
+    {"admin.port", HM_CFG_INT, SC(admin_port), #admin_default, 0, 0, 65535,                        \
+     "port of the HTTP admin endpoint; 0 picks a free port"},                                      \
+    {"grpc.bind", HM_CFG_STR, SC(grpc_bind), "127.0.0.1", 0, 0, -1,                                \
+     "address of the gRPC endpoint (ControlService, grpc.health.v1)"},                             \
+    {"grpc.port", HM_CFG_INT, SC(grpc_port), #grpc_default, 0, 0, 65535,                           \
+     "port of the gRPC endpoint; 0 picks a free port"},                                            \
+    {"grpc.token", HM_CFG_SECRET, SC(grpc_token), NULL, HM_CFG_RELOADABLE, 0, -1,                  \
+     "bearer token for mutating gRPC calls (Pause, Resume, ReloadConfig, Drain); unset: "         \
+     "those calls are refused"},                                                                   \
+    {"grpc.max_request_bytes", HM_CFG_INT, SC(grpc_max_request_bytes), "65536", 0, 64, 16777216,   \
+     "larger gRPC requests are refused with RESOURCE_EXHAUSTED"},                                  \
+}
+// clang-format on
+#define SERVICE_KEY_COUNT 9
 
-void hm_service_config_sections(hm_service_config *cfg, int default_admin_port,
-                                int default_grpc_port, hm_cfg_section out[2]) {
-    /* The schema is process-wide and written once, before any load. */
-    static char admin_default[16], grpc_default[16];
-    snprintf(admin_default, sizeof(admin_default), "%d", default_admin_port);
-    snprintf(grpc_default, sizeof(grpc_default), "%d", default_grpc_port);
-    for (size_t i = 0; i < HM_ARRAY_LEN(service_keys); i++) {
-        if (strcmp(service_keys[i].path, "admin.port") == 0) service_keys[i].def = admin_default;
-        if (strcmp(service_keys[i].path, "grpc.port") == 0) service_keys[i].def = grpc_default;
-    }
-    out[0] = (hm_cfg_section){service_keys, HM_ARRAY_LEN(service_keys), cfg, sizeof(*cfg)};
+#define SERVICE_KEYS_ROW_(id, name, admin, grpc) [HM_SVC_##id] = HM_SERVICE_KEYS_(admin, grpc),
+static const hm_cfg_key k_service_keys[HM_SVC_COUNT_][SERVICE_KEY_COUNT] = {
+    HM_SERVICES(SERVICE_KEYS_ROW_)};
+#undef SERVICE_KEYS_ROW_
+
+#define SERVICE_NAME_(id, name, admin, grpc) [HM_SVC_##id] = name,
+static const char *const k_service_names[HM_SVC_COUNT_] = {HM_SERVICES(SERVICE_NAME_)};
+#undef SERVICE_NAME_
+
+const char *hm_service_name(hm_service_id id) {
+    assert((unsigned)id < HM_SVC_COUNT_);
+    return k_service_names[id];
+}
+
+void hm_service_config_sections(hm_service_config *cfg, hm_service_id id, hm_cfg_section out[2]) {
+    assert((unsigned)id < HM_SVC_COUNT_);
+    out[0] = (hm_cfg_section){k_service_keys[id], SERVICE_KEY_COUNT, cfg, sizeof(*cfg)};
     out[1] = (hm_cfg_section){hm_kafka_config_keys, hm_kafka_config_keys_n, &cfg->kafka,
                               sizeof(cfg->kafka)};
 }
+
+/* ---- a service's configuration --------------------------------------------- */
+
+static void schema_sections(const hm_service_schema *schema, void *cfg, hm_cfg_section *out) {
+    assert(schema->n_sections >= HM_SERVICE_SECTIONS && schema->n_sections <= HM_MAX_SECTIONS);
+    schema->sections(cfg, out);
+}
+
+/* An empty instance id means "this host": the transactional id and static group
+ * membership need a name that a restart of the same instance gives again. */
+static int fill_instance_id(hm_service_config *base, hm_err *err) {
+    if (base->instance_id && *base->instance_id) return 0;
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || !*host)
+        return hm_err_set(err, -EINVAL,
+                          "service.instance_id: empty and the host name is unknown (%s); set it",
+                          strerror(errno));
+    free(base->instance_id);
+    base->instance_id = hm_xstrdup(host);
+    return 0;
+}
+
+int hm_service_config_load(const hm_service_schema *schema, void *cfg, const char *path,
+                           hm_err *err) {
+    void *scratch = hm_xcalloc(1, schema->size);
+    hm_cfg_section sections[HM_MAX_SECTIONS];
+    schema_sections(schema, scratch, sections);
+    int rc = hm_config_load(sections, schema->n_sections, path, err);
+    if (rc != 0) {
+        free(scratch);
+        return rc;
+    }
+    if ((schema->validate && (rc = schema->validate(scratch, path, err)) != 0) ||
+        (rc = fill_instance_id(scratch, err)) != 0) {
+        hm_config_free(sections, schema->n_sections);
+        free(scratch);
+        return rc;
+    }
+    hm_service_config_free(schema, cfg);
+    memcpy(cfg, scratch, schema->size);
+    free(scratch);
+    return 0;
+}
+
+void hm_service_config_free(const hm_service_schema *schema, void *cfg) {
+    hm_cfg_section sections[HM_MAX_SECTIONS];
+    schema_sections(schema, cfg, sections);
+    hm_config_free(sections, schema->n_sections);
+}
+
+void hm_service_config_digest(const hm_service_schema *schema, void *cfg, char out[17]) {
+    hm_cfg_section sections[HM_MAX_SECTIONS];
+    schema_sections(schema, cfg, sections);
+    hm_config_digest(sections, schema->n_sections, out);
+}
+
+/* ---- the runtime ------------------------------------------------------------ */
 
 static void on_signal(uv_signal_t *h, int signum) {
     hm_service *s = h->data;
@@ -157,7 +227,6 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_timer_start(&s->health_timer, on_health_timer, 100, 100);
-    s->handles_open = 4;
     hm_log_info("service_started", HM_LS("version", HM_VERSION),
                 HM_LS("instance_id", cfg->instance_id), HM_LS("admin_bind", cfg->admin_bind),
                 HM_LI("admin_port", hm_admin_port(s->admin)), HM_LS("grpc_bind", cfg->grpc_bind),
@@ -203,11 +272,6 @@ void hm_service_stop(hm_service *s, int exit_code) {
         hm_service_finish(s);
 }
 
-static void on_closed(uv_handle_t *h) {
-    hm_service *s = h->data;
-    s->handles_open--;
-}
-
 static void on_grpc_closed(void *ud) {
     hm_service *s = ud;
     s->grpc = NULL;
@@ -220,10 +284,10 @@ void hm_service_finish(hm_service *s) {
     s->finished = true;
     s->stopping = true;
     publish_health(s);
-    uv_close((uv_handle_t *)&s->sig_term, on_closed);
-    uv_close((uv_handle_t *)&s->sig_int, on_closed);
-    uv_close((uv_handle_t *)&s->stop_timer, on_closed);
-    uv_close((uv_handle_t *)&s->health_timer, on_closed);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->stop_timer, NULL);
+    uv_close((uv_handle_t *)&s->health_timer, NULL);
     /* gRPC first (calls in flight get their answers or CANCELLED), then HTTP. */
     hm_grpc_server_shutdown(s->grpc, on_grpc_closed, s);
 }
@@ -247,4 +311,137 @@ int hm_service_run(hm_service *s) {
 
 double hm_service_uptime(const hm_service *s) {
     return (double)(hm_now_ms() - s->started_ms) / 1000.0;
+}
+
+/* ---- the entry point --------------------------------------------------------- */
+
+enum { OPT_CONFIG = 256, OPT_CHECK, OPT_EXAMPLE, OPT_VERSION, OPT_HELP, OPT_SERVICE_BASE };
+
+static void print_usage(FILE *f, const hm_service_desc *d) {
+    const char *name = hm_service_name(d->id);
+    fprintf(f, "usage: %s [--config FILE]", name);
+    for (size_t i = 0; i < d->n_options; i++)
+        fprintf(f, " [--%s%s%s]", d->options[i].name, d->options[i].arg ? " " : "",
+                d->options[i].arg ? d->options[i].arg : "");
+    fprintf(f, "\n       %s --print-config-example | --check-config | --version\n\n", name);
+    if (d->summary) fprintf(f, "%s\n\n", d->summary);
+    fprintf(f,
+            "  --config FILE            YAML configuration (see config/%s.example.yaml);\n"
+            "                           HIMARI_* environment variables override it\n",
+            name);
+    for (size_t i = 0; i < d->n_options; i++) {
+        char left[64];
+        snprintf(left, sizeof(left), "--%s%s%s", d->options[i].name, d->options[i].arg ? " " : "",
+                 d->options[i].arg ? d->options[i].arg : "");
+        fprintf(f, "  %-24s %s\n", left, d->options[i].help);
+    }
+    fprintf(f, "  --print-config-example   print every configuration key with its default\n"
+               "  --check-config           load and validate the configuration, then exit\n"
+               "  --version                print the version\n");
+}
+
+/* Run the service on the default loop until it stops; returns the exit status. */
+static int run_service(const hm_service_desc *d, void *cfg, const char *config_path) {
+    const char *name = hm_service_name(d->id);
+    hm_service svc;
+    hm_err err;
+    if (hm_service_init(&svc, uv_default_loop(), name, cfg, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", name, err.msg);
+        return 1;
+    }
+    void *ctx = NULL;
+    hm_control_hooks hooks = {0};
+    hm_control *control = NULL;
+    if (d->start(&svc, cfg, &ctx, &hooks, &err) != 0) {
+        hm_log_error("service_start_failed", HM_LS("error", err.msg));
+        hm_service_stop(&svc, 1);
+    } else {
+        control = hm_control_start(&svc, d->schema, cfg, config_path, &hooks, ctx);
+    }
+    int rc = hm_service_run(&svc);
+    hm_control_free(control);
+    if (d->free) d->free(ctx);
+    return rc;
+}
+
+int hm_service_main(int argc, char **argv, const hm_service_desc *d, void *cfg, void *opts) {
+    const char *name = hm_service_name(d->id);
+    size_t n_long = 5 + d->n_options + 1;
+    struct option *longopts = hm_xcalloc(n_long, sizeof(*longopts));
+    longopts[0] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+    longopts[1] = (struct option){"check-config", no_argument, NULL, OPT_CHECK};
+    longopts[2] = (struct option){"print-config-example", no_argument, NULL, OPT_EXAMPLE};
+    longopts[3] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+    longopts[4] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    for (size_t i = 0; i < d->n_options; i++)
+        longopts[5 + i] =
+            (struct option){d->options[i].name, d->options[i].arg ? required_argument : no_argument,
+                            NULL, OPT_SERVICE_BASE + (int)i};
+
+    const char *config_path = NULL;
+    bool check_only = false, example = false, offline = false;
+    int rc = -1, ch;
+    while (rc < 0 && (ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (ch) {
+            case 'c':
+            case OPT_CONFIG:
+                config_path = optarg;
+                break;
+            case OPT_CHECK:
+                check_only = true;
+                break;
+            case OPT_EXAMPLE:
+                example = true;
+                break;
+            case OPT_VERSION:
+                printf("%s %s\n", name, HM_VERSION);
+                rc = 0;
+                break;
+            case 'h':
+            case OPT_HELP:
+                print_usage(stdout, d);
+                rc = 0;
+                break;
+            default:
+                if (ch >= OPT_SERVICE_BASE && (size_t)(ch - OPT_SERVICE_BASE) < d->n_options) {
+                    size_t i = (size_t)(ch - OPT_SERVICE_BASE);
+                    if (d->options[i].offline) offline = true;
+                    if (d->on_option(opts, i, d->options[i].arg ? optarg : NULL) == 0) break;
+                    fprintf(stderr, "%s: --%s: invalid argument '%s'\n", name, d->options[i].name,
+                            optarg ? optarg : "");
+                }
+                print_usage(stderr, d);
+                rc = 2;
+                break;
+        }
+    }
+    free(longopts);
+    if (rc >= 0) return rc;
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", name, argv[optind]);
+        print_usage(stderr, d);
+        return 2;
+    }
+    if (example) {
+        hm_cfg_section sections[HM_MAX_SECTIONS];
+        schema_sections(d->schema, cfg, sections);
+        hm_config_write_example(sections, d->schema->n_sections, name, stdout);
+        return 0;
+    }
+    hm_err err;
+    if (hm_service_config_load(d->schema, cfg, config_path, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", name, err.msg);
+        return 2;
+    }
+    if (check_only) {
+        printf("%s: configuration OK\n", name);
+        rc = 0;
+    } else if (offline) {
+        hm_log_init(name, HM_LOG_WARN);
+        rc = d->run_offline(cfg, opts);
+    } else {
+        rc = run_service(d, cfg, config_path);
+    }
+    hm_service_config_free(d->schema, cfg);
+    return rc;
 }

@@ -134,7 +134,7 @@ _Static_assert(sizeof(k_check_keys) / sizeof(k_check_keys[0]) == IV_CHECK_KEYS_N
                "IV_CHECK_KEYS_FIXED must count the fixed check keys");
 
 void iv_config_sections(iv_config *cfg, hm_cfg_section out[IV_CONFIG_SECTIONS]) {
-    hm_service_config_sections(&cfg->base, 8081, 9081, out);
+    hm_service_config_sections(&cfg->base, HM_SVC_INGEST_VALIDATOR, out);
     out[HM_SERVICE_SECTIONS] = (hm_cfg_section){k_validator_keys, HM_ARRAY_LEN(k_validator_keys),
                                                 (char *)cfg + IV_VALIDATOR_BASE,
                                                 offsetof(iv_config, checks) - IV_VALIDATOR_BASE};
@@ -157,7 +157,8 @@ static bool exchange_name_ok(const char *s) {
     return true;
 }
 
-static int validate(iv_config *c, const char *path, hm_err *err) {
+static int validate(void *cfg, const char *path, hm_err *err) {
+    iv_config *c = cfg;
     const char *file = path ? path : "(no config file)";
     const iv_checks *k = &c->checks;
     static const struct {
@@ -210,30 +211,32 @@ static int validate(iv_config *c, const char *path, hm_err *err) {
     return 0;
 }
 
-int iv_config_load(iv_config *cfg, const char *path, hm_err *err) {
-    iv_config scratch;
-    memset(&scratch, 0, sizeof(scratch));
-    hm_cfg_section sections[IV_CONFIG_SECTIONS];
-    iv_config_sections(&scratch, sections);
-    int rc = hm_config_load(sections, IV_CONFIG_SECTIONS, path, err);
+/* Cross-field rules, then the derived flag. */
+static int validate_and_derive(void *cfg, const char *path, hm_err *err) {
+    int rc = validate(cfg, path, err);
     if (rc != 0) return rc;
-    rc = validate(&scratch, path, err);
-    if (rc != 0) {
-        hm_config_free(sections, IV_CONFIG_SECTIONS);
-        return rc;
-    }
-    scratch.event_clock = strcmp(scratch.freshness_clock, "event") == 0;
-    /* Like hm_config_load(): what cfg held before is freed, so cfg must be
-     * zeroed or loaded. */
-    iv_config_free(cfg);
-    *cfg = scratch;
+    iv_config *c = cfg;
+    c->event_clock = strcmp(c->freshness_clock, "event") == 0;
     return 0;
+}
+
+static void sections_of(void *cfg, hm_cfg_section *out) {
+    iv_config_sections(cfg, out);
+}
+
+const hm_service_schema iv_config_schema = {
+    .size = sizeof(iv_config),
+    .n_sections = IV_CONFIG_SECTIONS,
+    .sections = sections_of,
+    .validate = validate_and_derive,
+};
+
+int iv_config_load(iv_config *cfg, const char *path, hm_err *err) {
+    return hm_service_config_load(&iv_config_schema, cfg, path, err);
 }
 
 void iv_config_free(iv_config *cfg) {
     if (!cfg) return;
-    hm_cfg_section sections[IV_CONFIG_SECTIONS];
-    iv_config_sections(cfg, sections);
-    hm_config_free(sections, IV_CONFIG_SECTIONS);
+    hm_service_config_free(&iv_config_schema, cfg);
     cfg->event_clock = false;
 }

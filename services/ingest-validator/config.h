@@ -68,6 +68,9 @@ typedef struct iv_config {
 /** @brief The section table over cfg (fills out[IV_CONFIG_SECTIONS]). */
 void iv_config_sections(iv_config *cfg, hm_cfg_section out[IV_CONFIG_SECTIONS]);
 
+/** How the service's configuration is loaded, compared and freed (hm_service_main). */
+extern const hm_service_schema iv_config_schema;
+
 /**
  * @brief Load (defaults, file, env), validate cross-field rules (e.g.
  * large_move < extreme_move, freshness_clock is ingest|event), derive

@@ -135,6 +135,27 @@ int64_t hm_consumer_position(const hm_consumer *c, const char *topic, int32_t pa
  */
 int64_t hm_consumer_lag(const hm_consumer *c, const char *topic, int32_t partition);
 
+/** What hm_consumer_offsets does with a partition list (on a worker). */
+typedef enum hm_offsets_op {
+    HM_OFFSETS_COMMITTED, /* look up the group's committed offsets (and their metadata) */
+    HM_OFFSETS_FOR_TIMES, /* earliest offset whose timestamp is >= the offset field (ms);
+                             -1 when no record is that recent */
+    HM_OFFSETS_COMMIT,    /* commit these offsets (and metadata) to the group, synchronously */
+} hm_offsets_op;
+
+typedef void (*hm_offsets_cb)(hm_consumer *c, int err, const char *reason,
+                              const rd_kafka_topic_partition_list_t *parts, void *ud);
+
+/**
+ * @brief Run op over a copy of parts on libuv's worker pool (these calls block in
+ * librdkafka); cb runs on the loop with the result list (valid during the call; per
+ * partition errors in its err fields) and err 0, or a negative code and a reason.
+ * A close waits for queries in flight; cb is then still called.
+ */
+int hm_consumer_offsets(hm_consumer *c, hm_offsets_op op,
+                        const rd_kafka_topic_partition_list_t *parts, int timeout_ms,
+                        hm_offsets_cb cb, void *ud) HM_MUST_CHECK;
+
 /**
  * @brief Leave the group (on_revoke runs for the last assignment, so work can
  * be committed), destroy the client and free c; done runs on the loop after.

@@ -10,7 +10,10 @@
  * stop_timeout_ms, ends the process at once with status 1: what was not committed is consumed again
  * after restart, so nothing is lost.
  *
- * Usage (see services/ingest-validator/main.c):
+ * A service's main() is a descriptor handed to hm_service_main() (below), which parses
+ * the standard options, loads the configuration, runs the offline mode or starts the
+ * service, serves ControlService and runs the loop (services/ingest-validator/main.c).
+ * Underneath, the steps are public too:
  *   hm_service svc;
  *   hm_service_init(&svc, uv_default_loop(), "ingest-validator", &cfg.base, &err);
  *   hm_service_on_stop(&svc, my_stop, ctx);
@@ -27,13 +30,41 @@
 #include "himari/admin.h"
 #include "himari/common.h"
 #include "himari/config.h"
+#include "himari/control.h"
 #include "himari/grpc.h"
 #include "himari/kafka.h"
 #include "himari/metrics.h"
 
-/** Configuration every service has. */
+/*
+ * The services and their default ports, in one table: X(ID, name, admin port, gRPC port).
+ * The admin and gRPC ports differ per service so that all of them can share a host
+ * with their defaults. Local profiles (scripts/run.sh) move them as a block.
+ */
+#define HM_SERVICES(X)                                                                             \
+    X(HEALTH_GATEWAY, "health-gateway", 8080, 9080)                                                \
+    X(INGEST_VALIDATOR, "ingest-validator", 8081, 9081)                                            \
+    X(FEATURE_ENGINE, "feature-engine", 8082, 9082)                                                \
+    X(ARCHIVER, "archiver", 8083, 9083)                                                            \
+    X(GRAPH_WRITER, "graph-writer", 8084, 9084)
+
+typedef enum hm_service_id {
+#define HM_SERVICE_ID_(id, name, admin, grpc) HM_SVC_##id,
+    HM_SERVICES(HM_SERVICE_ID_)
+#undef HM_SERVICE_ID_
+        HM_SVC_COUNT_
+} hm_service_id;
+
+/** @brief "ingest-validator" for HM_SVC_INGEST_VALIDATOR. */
+const char *hm_service_name(hm_service_id id);
+
+/**
+ * Configuration every service has. A service's own config struct starts with it
+ * (`typedef struct iv_config { hm_service_config base; ... } iv_config;`), which is how
+ * the generic loader, ReloadConfig and Status reach the common keys.
+ */
 typedef struct hm_service_config {
-    char *instance_id;              /* service.instance_id: unique per running instance */
+    char *instance_id;              /* service.instance_id: unique per running instance;
+                                       the host name when left empty */
     int64_t stop_timeout_ms;        /* service.stop_timeout_ms */
     char *log_level;                /* log.level */
     char *admin_bind;               /* admin.bind */
@@ -46,15 +77,41 @@ typedef struct hm_service_config {
 } hm_service_config;
 
 /**
- * @brief The sections for the common keys (service, log, admin, grpc and
- * kafka), to put first in a service's section array. out must hold
- * HM_SERVICE_SECTIONS entries. The default ports differ per service so that
- * they can share a host with their defaults. Call once per process (the key
- * table is built once with those defaults).
+ * @brief The sections of the common keys (service, log, admin, grpc and kafka), with
+ * this service's default ports, to put first in a service's section array. out must
+ * hold HM_SERVICE_SECTIONS entries.
  */
-void hm_service_config_sections(hm_service_config *cfg, int default_admin_port,
-                                int default_grpc_port, hm_cfg_section out[2]);
+void hm_service_config_sections(hm_service_config *cfg, hm_service_id id, hm_cfg_section out[2]);
 #define HM_SERVICE_SECTIONS 2
+#define HM_MAX_SECTIONS     8
+
+/**
+ * How to load, compare and free a service's configuration: the struct (which starts
+ * with hm_service_config), its key sections and its cross-field rules.
+ */
+typedef struct hm_service_schema {
+    size_t size;       /* sizeof the service's config struct */
+    size_t n_sections; /* <= HM_MAX_SECTIONS */
+    /** Fill out[n_sections] with the key tables over cfg. */
+    void (*sections)(void *cfg, hm_cfg_section *out);
+    /**
+     * Rules across keys (e.g. one threshold below another), and derived fields, on a
+     * freshly loaded copy; NULL: none. Return 0 or an error naming the file and keys.
+     */
+    int (*validate)(void *cfg, const char *path, hm_err *err);
+} hm_service_schema;
+
+/**
+ * @brief Load defaults, the file (NULL: none), env overrides and secrets, validate,
+ * fill in the instance id (the host name when empty), and only then replace what cfg
+ * held (cfg must be zeroed or loaded). On error cfg is unchanged.
+ */
+int hm_service_config_load(const hm_service_schema *schema, void *cfg, const char *path,
+                           hm_err *err) HM_MUST_CHECK;
+/** @brief Free what hm_service_config_load stored in cfg. */
+void hm_service_config_free(const hm_service_schema *schema, void *cfg);
+/** @brief The digest Status reports (hm_config_digest over every section). */
+void hm_service_config_digest(const hm_service_schema *schema, void *cfg, char out[17]);
 
 typedef struct hm_service hm_service;
 typedef void (*hm_service_stop_cb)(hm_service *s, void *ud);
@@ -77,7 +134,6 @@ struct hm_service {
     hm_health_status health;     /* last status published */
     const char *health_names[8]; /* gRPC services registered (health per name) */
     size_t n_health_names;
-    int handles_open;
     hm_service_stop_cb on_stop;
     void *stop_ud;
     hm_admin_ready_cb ready;
@@ -118,5 +174,48 @@ int hm_service_run(hm_service *s);
 
 /** @brief Seconds since hm_service_init. */
 double hm_service_uptime(const hm_service *s);
+
+/* ---- the entry point ------------------------------------------------------- */
+
+/** A command-line option of a service's own, beside the standard ones. */
+typedef struct hm_service_option {
+    const char *name; /* long option without "--" */
+    const char *arg;  /* its argument's name in --help; NULL: a flag */
+    const char *help; /* one line */
+    bool offline;     /* selects the offline mode (run_offline instead of the service) */
+} hm_service_option;
+
+/**
+ * A service, as hm_service_main() needs to know it. Standard options: --config FILE,
+ * --check-config, --print-config-example, --version, --help.
+ */
+typedef struct hm_service_desc {
+    hm_service_id id;
+    const char *summary; /* one line under the usage */
+    const hm_service_schema *schema;
+    const hm_service_option *options; /* the service's own options (may be NULL) */
+    size_t n_options;
+    /** One of options was given: index into options, its argument (NULL for a flag). */
+    int (*on_option)(void *opts, size_t index, const char *arg);
+    /** Offline mode (an option with .offline was given): return the exit code. */
+    int (*run_offline)(void *cfg, void *opts);
+    /**
+     * Start the service on svc's loop: create its parts, set *ctx and fill hooks (for
+     * ControlService). On error return non-zero with err set; the service then stops
+     * with status 1 after what was opened is closed.
+     */
+    int (*start)(hm_service *svc, void *cfg, void **ctx, hm_control_hooks *hooks, hm_err *err);
+    /** After the loop ended: free ctx (NULL when start failed before setting it). */
+    void (*free)(void *ctx);
+} hm_service_desc;
+
+/**
+ * @brief The whole of a service's main(): options, configuration into cfg (a zeroed
+ * struct of desc->schema->size that lives as long as the process), offline mode or
+ * service, ControlService, loop. opts is the service's own option struct (passed to
+ * on_option and run_offline). @return the process exit status: 0, 1 (failed while
+ * running), 2 (bad usage or configuration).
+ */
+int hm_service_main(int argc, char **argv, const hm_service_desc *desc, void *cfg, void *opts);
 
 #endif
