@@ -103,8 +103,13 @@ static void on_delivery_event(hm_producer *p, rd_kafka_event_t *ev) {
         if (t) hm_counter_inc(m->err ? t->failed : t->produced);
         if (m->err) {
             p->undelivered++;
-            hm_log_limited(HM_LOG_ERROR, "kafka_delivery_failed", 60, HM_LS("client", p->client),
-                           HM_LS("topic", t ? t->name : ""), HM_LI("partition", m->partition),
+            /* Purged: the owner aborted the transaction the message belonged to, on
+             * purpose; its records are read again, so this is no delivery failure. */
+            bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                          m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+            hm_log_limited(purged ? HM_LOG_DEBUG : HM_LOG_ERROR, "kafka_delivery_failed", 60,
+                           HM_LS("client", p->client), HM_LS("topic", t ? t->name : ""),
+                           HM_LI("partition", m->partition),
                            HM_LS("error", rd_kafka_err2str(m->err)));
         }
         if (p->h.on_delivery) p->h.on_delivery(p, m->err, m, m->_private, p->ud);

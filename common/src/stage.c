@@ -417,6 +417,8 @@ static void on_delivery(hm_producer *prod, rd_kafka_resp_err_t err, const rd_kaf
     struct hm_stage_impl *s = st->impl;
     if (!err) {
         if (opaque == &k_output_mark) s->records_out++;
+    } else if (s->unit == HM_UNIT_ABORTING) {
+        /* Purged by the abort under way: those records are read again. */
     } else {
         /* The unit cannot commit with a lost message: abort and rewind; the records
          * are consumed again. (A transaction being committed fails by itself.) */
