@@ -39,8 +39,6 @@
 #include "output.h"
 #include "state.h"
 
-#define PUT_LIT(b, lit) hm_buf_append((b), (lit), sizeof(lit) - 1)
-
 struct iv_engine {
     iv_checks ck; /* a copy; ck.valid_exchanges is owned by the engine */
     iv_exchset xs;
@@ -129,19 +127,19 @@ const iv_stats *iv_engine_stats(const iv_engine *e) {
 
 static void put_event_head(hm_buf *b, const char *type, const iv_key *k, const iv_sym *y) {
     hm_buf_reset(b);
-    PUT_LIT(b, "{\"type\":\"");
+    HM_BUF_PUT_LIT(b, "{\"type\":\"");
     hm_buf_puts(b, type);
-    PUT_LIT(b, "\",\"exchange\":");
+    HM_BUF_PUT_LIT(b, "\",\"exchange\":");
     hm_json_str(b, k->exch, k->exch_len);
-    PUT_LIT(b, ",\"symbol\":");
+    HM_BUF_PUT_LIT(b, ",\"symbol\":");
     hm_json_str(b, y->name, y->name_len);
-    PUT_LIT(b, ",\"last_timestamp\":");
+    HM_BUF_PUT_LIT(b, ",\"last_timestamp\":");
     hm_buf_i64(b, k->last_ts);
 }
 
 static void put_event_id(hm_buf *b, const char *type, const iv_key *k, const iv_sym *y,
                          int64_t ts) {
-    PUT_LIT(b, ",\"event_id\":\"");
+    HM_BUF_PUT_LIT(b, ",\"event_id\":\"");
     hm_buf_puts(b, type);
     hm_buf_putc(b, ':');
     hm_buf_append(b, k->exch, k->exch_len); /* [a-z0-9._-]: nothing to escape */
@@ -149,7 +147,7 @@ static void put_event_id(hm_buf *b, const char *type, const iv_key *k, const iv_
     hm_buf_append(b, y->name, y->name_len); /* [A-Z0-9/] */
     hm_buf_putc(b, ':');
     hm_buf_i64(b, ts);
-    PUT_LIT(b, "\"}");
+    HM_BUF_PUT_LIT(b, "\"}");
 }
 
 static void emit_event(iv_engine *e, int32_t partition, const iv_sym *y) {
@@ -160,9 +158,9 @@ static void emit_event(iv_engine *e, int32_t partition, const iv_sym *y) {
 static void emit_silence(iv_engine *e, int32_t partition, const iv_key *k, const iv_sym *y) {
     hm_buf *b = &e->ev;
     put_event_head(b, "feed_silence", k, y);
-    PUT_LIT(b, ",\"watermark\":");
+    HM_BUF_PUT_LIT(b, ",\"watermark\":");
     hm_buf_i64(b, y->wm);
-    PUT_LIT(b, ",\"silent_ms\":");
+    HM_BUF_PUT_LIT(b, ",\"silent_ms\":");
     hm_buf_i64(b, y->wm - k->last_ts);
     put_event_id(b, "feed_silence", k, y, k->last_ts);
     emit_event(e, partition, y);
@@ -172,9 +170,9 @@ static void emit_resumed(iv_engine *e, int32_t partition, const iv_key *k, const
                          int64_t ts) {
     hm_buf *b = &e->ev;
     put_event_head(b, "feed_resumed", k, y);
-    PUT_LIT(b, ",\"timestamp\":");
+    HM_BUF_PUT_LIT(b, ",\"timestamp\":");
     hm_buf_i64(b, ts);
-    PUT_LIT(b, ",\"gap_ms\":");
+    HM_BUF_PUT_LIT(b, ",\"gap_ms\":");
     hm_buf_i64(b, ts - k->last_ts);
     put_event_id(b, "feed_resumed", k, y, ts);
     emit_event(e, partition, y);

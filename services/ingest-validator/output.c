@@ -15,8 +15,6 @@
 
 #include <string.h>
 
-#define PUT_LIT(b, lit) hm_buf_append((b), (lit), sizeof(lit) - 1)
-
 /* "\"NAME\"" per code, built by the preprocessor. */
 static const struct {
     const char *s;
@@ -47,12 +45,12 @@ static void put_span_or_null(hm_buf *b, hm_fstate st, hm_span s) {
     if (st == HM_F_OK)
         hm_json_str(b, s.p, s.len);
     else
-        PUT_LIT(b, "null");
+        HM_BUF_PUT_LIT(b, "null");
 }
 
 static void put_exchange(hm_buf *b, const hm_tick *t) {
     if (t->st[HM_FIELD_EXCHANGE] != HM_F_OK) {
-        PUT_LIT(b, "null");
+        HM_BUF_PUT_LIT(b, "null");
         return;
     }
     char small[64];
@@ -75,7 +73,7 @@ static void put_exchange(hm_buf *b, const hm_tick *t) {
 
 static void put_number(hm_buf *b, hm_fstate st, double v, hm_span text) {
     if (st != HM_F_OK) {
-        PUT_LIT(b, "null");
+        HM_BUF_PUT_LIT(b, "null");
         return;
     }
     if (hm_json_is_number(text.p, text.len))
@@ -99,52 +97,52 @@ static void put_iso(hm_buf *b, const char *iso) {
 void iv_write_record(hm_buf *b, const hm_tick *t, iv_codeset codes, double score,
                      const char *processed_at) {
     hm_buf_reserve(b, 256 + t->raw.len);
-    PUT_LIT(b, "{\"symbol\":");
+    HM_BUF_PUT_LIT(b, "{\"symbol\":");
     put_span_or_null(b, t->st[HM_FIELD_SYMBOL], t->symbol);
-    PUT_LIT(b, ",\"exchange\":");
+    HM_BUF_PUT_LIT(b, ",\"exchange\":");
     put_exchange(b, t);
-    PUT_LIT(b, ",\"timestamp\":");
+    HM_BUF_PUT_LIT(b, ",\"timestamp\":");
     if (t->st[HM_FIELD_TIMESTAMP] == HM_F_OK)
         hm_buf_i64(b, t->ts_ms);
     else
-        PUT_LIT(b, "null");
+        HM_BUF_PUT_LIT(b, "null");
     bool transfer = t->kind == HM_KIND_TRANSFER;
-    PUT_LIT(b, ",\"price\":");
+    HM_BUF_PUT_LIT(b, ",\"price\":");
     put_number(b, t->st[HM_FIELD_PRICE], t->price, t->price_text);
-    PUT_LIT(b, ",\"volume\":");
+    HM_BUF_PUT_LIT(b, ",\"volume\":");
     put_number(b, t->st[HM_FIELD_VOLUME], t->volume, t->volume_text);
-    PUT_LIT(b, ",\"trade_id\":");
+    HM_BUF_PUT_LIT(b, ",\"trade_id\":");
     put_span_or_null(b, t->st[HM_FIELD_TRADE_ID], t->trade_id);
-    PUT_LIT(b, ",\"side\":");
+    HM_BUF_PUT_LIT(b, ",\"side\":");
     if (t->st[HM_FIELD_SIDE] == HM_F_OK)
         hm_json_cstr(b, hm_side_name(t->side));
     else
-        PUT_LIT(b, "null");
-    PUT_LIT(b, ",\"type\":\"");
+        HM_BUF_PUT_LIT(b, "null");
+    HM_BUF_PUT_LIT(b, ",\"type\":\"");
     hm_buf_puts(b, hm_kind_name(t->kind));
     hm_buf_putc(b, '"');
     if (transfer) {
-        PUT_LIT(b, ",\"asset\":");
+        HM_BUF_PUT_LIT(b, ",\"asset\":");
         put_span_or_null(b, t->st[HM_FIELD_ASSET], t->asset);
         /* The decoder keeps the amount in volume when "volume" is absent. */
-        PUT_LIT(b, ",\"amount\":");
+        HM_BUF_PUT_LIT(b, ",\"amount\":");
         put_number(b, t->st[HM_FIELD_AMOUNT], t->volume, t->volume_text);
-        PUT_LIT(b, ",\"from\":");
+        HM_BUF_PUT_LIT(b, ",\"from\":");
         put_span_or_null(b, t->st[HM_FIELD_FROM], t->from);
-        PUT_LIT(b, ",\"to\":");
+        HM_BUF_PUT_LIT(b, ",\"to\":");
         put_span_or_null(b, t->st[HM_FIELD_TO], t->to);
-        PUT_LIT(b, ",\"tx_hash\":");
+        HM_BUF_PUT_LIT(b, ",\"tx_hash\":");
         put_span_or_null(b, t->st[HM_FIELD_TX_HASH], t->tx_hash);
     }
-    PUT_LIT(b, ",\"quality_score\":");
+    HM_BUF_PUT_LIT(b, ",\"quality_score\":");
     hm_json_fixed3(b, score);
-    PUT_LIT(b, ",\"issues\":");
+    HM_BUF_PUT_LIT(b, ",\"issues\":");
     iv_write_issues(b, codes);
-    PUT_LIT(b, ",\"issue_count\":");
+    HM_BUF_PUT_LIT(b, ",\"issue_count\":");
     hm_buf_u64(b, (uint64_t)__builtin_popcountll(codes));
-    PUT_LIT(b, ",\"processed_at\":");
+    HM_BUF_PUT_LIT(b, ",\"processed_at\":");
     put_iso(b, processed_at);
-    PUT_LIT(b, ",\"original_data\":");
+    HM_BUF_PUT_LIT(b, ",\"original_data\":");
     /* NaN/Infinity tokens are not JSON, and a number literal beyond a double's range
      * (1e400), though RFC 8259 grammar, is refused by common parsers (jansson): such a
      * record is embedded as a string. An overflowing literal in a field the decoder does
@@ -160,17 +158,17 @@ void iv_write_record(hm_buf *b, const hm_tick *t, iv_codeset codes, double score
 
 void iv_write_parse_error(hm_buf *b, const char *data, size_t len, bool oversized,
                           const char *error, const char *processed_at) {
-    PUT_LIT(b, "{\"symbol\":null,\"exchange\":null,\"timestamp\":null,\"price\":null,"
-               "\"volume\":null,\"trade_id\":null,\"side\":null,\"type\":null,"
-               "\"quality_score\":0.000,\"issues\":[\"PARSE_ERROR\"],\"issue_count\":1,"
-               "\"processed_at\":");
+    HM_BUF_PUT_LIT(b, "{\"symbol\":null,\"exchange\":null,\"timestamp\":null,\"price\":null,"
+                      "\"volume\":null,\"trade_id\":null,\"side\":null,\"type\":null,"
+                      "\"quality_score\":0.000,\"issues\":[\"PARSE_ERROR\"],\"issue_count\":1,"
+                      "\"processed_at\":");
     put_iso(b, processed_at);
-    PUT_LIT(b, ",\"error\":");
+    HM_BUF_PUT_LIT(b, ",\"error\":");
     hm_json_cstr(b, error);
-    PUT_LIT(b, ",\"original_data\":");
+    HM_BUF_PUT_LIT(b, ",\"original_data\":");
     if (oversized) {
         /* The bytes are on the dead-letter topic; a copy here would defeat the limit. */
-        PUT_LIT(b, "null,\"original_bytes\":");
+        HM_BUF_PUT_LIT(b, "null,\"original_bytes\":");
         hm_buf_u64(b, len);
     } else {
         hm_json_str(b, data, len);
