@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """quality_codes.py: the per-code table of docs/QUALITY_CHECKS.md, from the code table.
 
-Reads services/ingest-validator/codes.h (names, default weights, held state) and prints
+Reads common/include/himari/quality.h (names, default weights, held state) and prints
 the Markdown table that sits between the markers
 
     <!-- codes:begin -->  ...  <!-- codes:end -->
 
 of docs/QUALITY_CHECKS.md. With --check DOC it compares instead and exits 1 when the
-document is out of date (a code added to codes.h without its row, a weight changed).
+document is out of date (a code added to the table without its row, a weight changed).
 Python 3 standard library only.
 """
 import argparse
@@ -16,7 +16,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CODES_H = os.path.join(ROOT, "services", "ingest-validator", "codes.h")
+CODES_H = os.path.join(ROOT, "common", "include", "himari", "quality.h")
 
 # code -> (threshold: the configuration key(s) that decide it, meaning in one line)
 FACTS = {
@@ -68,15 +68,15 @@ FACTS = {
     "NOTIONAL_OUTLIER": ("checks.notional_max", "price x volume above the limit"),
 }
 
-HOLDS = {"IV_HOLD_ALL": "price, volume, sequence", "IV_HOLD_VALUES": "price, volume",
-         "IV_HOLD_PRICE": "price", "IV_HOLD_VOLUME": "volume", "IV_HOLD_SEQ": "sequence",
+HOLDS = {"HM_QHOLD_ALL": "price, volume, sequence", "HM_QHOLD_VALUES": "price, volume",
+         "HM_QHOLD_PRICE": "price", "HM_QHOLD_VOLUME": "volume", "HM_QHOLD_SEQ": "sequence",
          "0": "-"}
 
 
 def read_codes():
     text = open(CODES_H, encoding="utf-8").read()
-    body = text[text.index("#define IV_CODES(X)"):]
-    body = body[:body.index("typedef enum iv_code")]
+    body = text[text.index("#define HM_QCODES(X)"):]
+    body = body[:body.index("typedef enum hm_qcode")]
     return re.findall(r"X\((\w+),\s*([0-9.]+),\s*([\w|]+)\)", body)
 
 
@@ -113,7 +113,7 @@ def main():
         print(f"quality_codes.py: the code table in {a.check} is out of date; regenerate it "
               "with bench/quality_codes.py", file=sys.stderr)
         return 1
-    print(f"quality_codes.py: {a.check} matches codes.h ({t.count(chr(10)) - 2} codes)")
+    print(f"quality_codes.py: {a.check} matches himari/quality.h ({t.count(chr(10)) - 2} codes)")
     return 0
 
 

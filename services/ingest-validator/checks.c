@@ -18,11 +18,11 @@
 
 iv_hold_masks iv_hold_masks_of_table(void) {
     iv_hold_masks m = {0, 0, 0};
-    for (int c = 0; c < IV_CODE_COUNT; c++) {
-        unsigned h = iv_code_holds((iv_code)c);
-        if (h & IV_HOLD_PRICE) m.price |= IV_BIT(c);
-        if (h & IV_HOLD_VOLUME) m.volume |= IV_BIT(c);
-        if (h & IV_HOLD_SEQ) m.seq |= IV_BIT(c);
+    for (int c = 0; c < HM_QCODE_COUNT; c++) {
+        unsigned h = hm_qcode_holds((hm_qcode)c);
+        if (h & HM_QHOLD_PRICE) m.price |= HM_QBIT(c);
+        if (h & HM_QHOLD_VOLUME) m.volume |= HM_QBIT(c);
+        if (h & HM_QHOLD_SEQ) m.seq |= HM_QBIT(c);
     }
     return m;
 }
@@ -74,51 +74,52 @@ bool iv_symbol_well_formed(const char *s, size_t n) {
 }
 
 /* ABSENT -> missing, OK -> nothing, anything else -> invalid (non-finite as given). */
-static inline void field_code(iv_codeset *codes, hm_fstate st, iv_code missing, iv_code invalid,
-                              iv_code nonfinite) {
+static inline void field_code(hm_qcodeset *codes, hm_fstate st, hm_qcode missing, hm_qcode invalid,
+                              hm_qcode nonfinite) {
     if (HM_LIKELY(st == HM_F_OK)) return;
     if (st == HM_F_ABSENT)
-        *codes |= IV_BIT(missing);
+        *codes |= HM_QBIT(missing);
     else if (st == HM_F_NONFINITE)
-        *codes |= IV_BIT(nonfinite);
+        *codes |= HM_QBIT(nonfinite);
     else
-        *codes |= IV_BIT(invalid);
+        *codes |= HM_QBIT(invalid);
 }
 
 static void check_timestamp(const hm_tick *t, iv_fields *f) {
     hm_fstate st = t->st[HM_FIELD_TIMESTAMP];
-    field_code(&f->codes, st, IV_MISSING_TIMESTAMP, IV_INVALID_TIMESTAMP, IV_INVALID_TIMESTAMP);
+    field_code(&f->codes, st, HM_Q_MISSING_TIMESTAMP, HM_Q_INVALID_TIMESTAMP,
+               HM_Q_INVALID_TIMESTAMP);
     /* Before 1970 is no market's time; a negative value is a broken clock or field. */
-    if (st == HM_F_OK && t->ts_ms < 0) f->codes |= IV_BIT(IV_INVALID_TIMESTAMP);
+    if (st == HM_F_OK && t->ts_ms < 0) f->codes |= HM_QBIT(HM_Q_INVALID_TIMESTAMP);
     f->ts_ok = st == HM_F_OK && t->ts_ms >= 0;
 }
 
 static void check_symbol(const hm_tick *t, iv_fields *f, bool required) {
     hm_fstate st = t->st[HM_FIELD_SYMBOL];
     if (st == HM_F_ABSENT && !required) return;
-    field_code(&f->codes, st, IV_MISSING_SYMBOL, IV_INVALID_SYMBOL, IV_INVALID_SYMBOL);
+    field_code(&f->codes, st, HM_Q_MISSING_SYMBOL, HM_Q_INVALID_SYMBOL, HM_Q_INVALID_SYMBOL);
     if (st != HM_F_OK) return;
     f->symbol_ok = iv_symbol_well_formed(t->symbol.p, t->symbol.len);
-    if (!f->symbol_ok) f->codes |= IV_BIT(IV_INVALID_SYMBOL_FORMAT);
+    if (!f->symbol_ok) f->codes |= HM_QBIT(HM_Q_INVALID_SYMBOL_FORMAT);
 }
 
 static void check_exchange(const iv_exchset *xs, const hm_tick *t, iv_fields *f, bool required) {
     hm_fstate st = t->st[HM_FIELD_EXCHANGE];
     if (st == HM_F_ABSENT && !required) return;
-    field_code(&f->codes, st, IV_MISSING_EXCHANGE, IV_INVALID_EXCHANGE, IV_INVALID_EXCHANGE);
+    field_code(&f->codes, st, HM_Q_MISSING_EXCHANGE, HM_Q_INVALID_EXCHANGE, HM_Q_INVALID_EXCHANGE);
     if (st != HM_F_OK) return;
     f->exchange_ok = true;
     f->exch_len = (uint8_t)hm_tick_exchange_lower(t, f->exch, sizeof(f->exch));
     /* A name longer than the buffer cannot be a configured one. */
     f->exchange_known = t->exchange.len < IV_EXCH_MAX && iv_exchset_has(xs, f->exch, f->exch_len);
-    if (!f->exchange_known) f->codes |= IV_BIT(IV_UNKNOWN_EXCHANGE);
+    if (!f->exchange_known) f->codes |= HM_QBIT(HM_Q_UNKNOWN_EXCHANGE);
 }
 
 static void check_trade_id(const hm_tick *t, iv_fields *f) {
     hm_fstate st = t->st[HM_FIELD_TRADE_ID];
     if (st == HM_F_ABSENT) return; /* optional */
     if (st != HM_F_OK) {
-        f->codes |= IV_BIT(IV_INVALID_TRADE_ID);
+        f->codes |= HM_QBIT(HM_Q_INVALID_TRADE_ID);
         return;
     }
     f->has_id = true;
@@ -134,25 +135,25 @@ static void check_trade_fields(const iv_checks *ck, const iv_exchset *xs, const 
     check_exchange(xs, t, f, true);
 
     hm_fstate pst = t->st[HM_FIELD_PRICE];
-    field_code(&f->codes, pst, IV_MISSING_PRICE, IV_INVALID_PRICE, IV_NON_FINITE_PRICE);
+    field_code(&f->codes, pst, HM_Q_MISSING_PRICE, HM_Q_INVALID_PRICE, HM_Q_NON_FINITE_PRICE);
     if (pst == HM_F_OK) {
         if (t->price < 0)
-            f->codes |= IV_BIT(IV_INVALID_PRICE_NEGATIVE);
+            f->codes |= HM_QBIT(HM_Q_INVALID_PRICE_NEGATIVE);
         else if (t->price == 0)
-            f->codes |= IV_BIT(IV_ZERO_PRICE);
+            f->codes |= HM_QBIT(HM_Q_ZERO_PRICE);
         else
             f->price_ok = true;
         if (hm_decimal_places(t->price_text.p, t->price_text.len) > ck->max_price_decimals)
-            f->codes |= IV_BIT(IV_EXCESSIVE_PRECISION);
+            f->codes |= HM_QBIT(HM_Q_EXCESSIVE_PRECISION);
     }
 
     hm_fstate vst = t->st[HM_FIELD_VOLUME];
-    field_code(&f->codes, vst, IV_MISSING_VOLUME, IV_INVALID_VOLUME, IV_NON_FINITE_VOLUME);
+    field_code(&f->codes, vst, HM_Q_MISSING_VOLUME, HM_Q_INVALID_VOLUME, HM_Q_NON_FINITE_VOLUME);
     if (vst == HM_F_OK) {
         if (t->volume < 0)
-            f->codes |= IV_BIT(IV_INVALID_VOLUME_NEGATIVE);
+            f->codes |= HM_QBIT(HM_Q_INVALID_VOLUME_NEGATIVE);
         else if (t->volume == 0)
-            f->codes |= IV_BIT(IV_ZERO_VOLUME);
+            f->codes |= HM_QBIT(HM_Q_ZERO_VOLUME);
         else
             f->volume_ok = true;
     }
@@ -162,9 +163,9 @@ static void check_trade_fields(const iv_checks *ck, const iv_exchset *xs, const 
     hm_fstate sst = t->st[HM_FIELD_SIDE];
     if (sst == HM_F_ABSENT) {
         /* A liquidation without a side cannot say which positions were closed. */
-        if (t->kind == HM_KIND_LIQUIDATION) f->codes |= IV_BIT(IV_MISSING_SIDE);
+        if (t->kind == HM_KIND_LIQUIDATION) f->codes |= HM_QBIT(HM_Q_MISSING_SIDE);
     } else if (sst != HM_F_OK) {
-        f->codes |= IV_BIT(IV_INVALID_SIDE);
+        f->codes |= HM_QBIT(HM_Q_INVALID_SIDE);
     }
 }
 
@@ -177,26 +178,26 @@ static void check_transfer_fields(const iv_exchset *xs, const hm_tick *t, iv_fie
     check_timestamp(t, f);
     check_symbol(t, f, false);
     check_exchange(xs, t, f, false);
-    if (t->st[HM_FIELD_ASSET] != HM_F_OK) f->codes |= IV_BIT(IV_MISSING_ASSET);
+    if (t->st[HM_FIELD_ASSET] != HM_F_OK) f->codes |= HM_QBIT(HM_Q_MISSING_ASSET);
     hm_fstate ast = t->st[HM_FIELD_AMOUNT];
     if (ast == HM_F_ABSENT) {
-        f->codes |= IV_BIT(IV_MISSING_AMOUNT);
+        f->codes |= HM_QBIT(HM_Q_MISSING_AMOUNT);
     } else if (ast != HM_F_OK || !(t->volume > 0)) {
         /* The decoder puts the amount in volume when "volume" is absent; a transfer
          * that carries both is judged on the volume (the amount is not kept). */
-        f->codes |= IV_BIT(IV_INVALID_AMOUNT);
+        f->codes |= HM_QBIT(HM_Q_INVALID_AMOUNT);
     } else {
         f->volume_ok = true;
     }
     if (t->st[HM_FIELD_FROM] != HM_F_OK || t->st[HM_FIELD_TO] != HM_F_OK)
-        f->codes |= IV_BIT(IV_MISSING_ADDRESS);
+        f->codes |= HM_QBIT(HM_Q_MISSING_ADDRESS);
 }
 
 void iv_check_fields(const iv_checks *ck, const iv_exchset *xs, const hm_tick *t, iv_fields *f) {
     memset(f, 0, offsetof(iv_fields, exch));
     f->exch[0] = '\0';
     hm_fstate tst = t->st[HM_FIELD_TYPE];
-    if (tst != HM_F_ABSENT && tst != HM_F_OK) f->codes |= IV_BIT(IV_INVALID_TYPE);
+    if (tst != HM_F_ABSENT && tst != HM_F_OK) f->codes |= HM_QBIT(HM_Q_INVALID_TYPE);
     if (t->kind == HM_KIND_TRANSFER)
         check_transfer_fields(xs, t, f);
     else
@@ -205,11 +206,11 @@ void iv_check_fields(const iv_checks *ck, const iv_exchset *xs, const hm_tick *t
 
 /* ---- arithmetic ------------------------------------------------------------------------ */
 
-double iv_score(const double weights[IV_CODE_COUNT], iv_codeset codes) {
-    if (codes & IV_BIT(IV_PARSE_ERROR)) return 0.0;
+double iv_score(const double weights[HM_QCODE_COUNT], hm_qcodeset codes) {
+    if (codes & HM_QBIT(HM_Q_PARSE_ERROR)) return 0.0;
     double s = 1.0;
     /* Summed in code-table order so the same codes always give the same bits. */
-    for (iv_codeset m = codes; m; m &= m - 1)
+    for (hm_qcodeset m = codes; m; m &= m - 1)
         s -= weights[__builtin_ctzll(m)];
     if (!(s > 0)) return 0.0;
     return s > 1 ? 1.0 : s;

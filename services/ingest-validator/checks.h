@@ -14,20 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codes.h"
 #include "config.h"
+#include "himari/quality.h"
 #include "himari/tick.h"
-
-/** A set of issue codes; bit c is code c, so iterating bits upwards is code-table order. */
-typedef uint64_t iv_codeset;
-_Static_assert(IV_CODE_COUNT <= 64, "an iv_codeset holds every code in one 64-bit word");
-
-#define IV_BIT(c) ((iv_codeset)1 << (c))
 
 /** Codes that report a price move; a confirmed level change replaces them. */
 #define IV_MOVE_CODES                                                                              \
-    (IV_BIT(IV_EXTREME_PRICE_MOVE) | IV_BIT(IV_LARGE_PRICE_MOVE) | IV_BIT(IV_PRICE_ANOMALY) |      \
-     IV_BIT(IV_CROSS_EXCHANGE_DEVIATION))
+    (HM_QBIT(HM_Q_EXTREME_PRICE_MOVE) | HM_QBIT(HM_Q_LARGE_PRICE_MOVE) |                           \
+     HM_QBIT(HM_Q_PRICE_ANOMALY) | HM_QBIT(HM_Q_CROSS_EXCHANGE_DEVIATION))
 
 /**
  * Codes that keep a tick's trade id out of the id sequence: the id itself (or
@@ -36,12 +30,12 @@ _Static_assert(IV_CODE_COUNT <= 64, "an iv_codeset holds every code in one 64-bi
  * with it while the timestamp sequence does not (see engine.c).
  */
 #define IV_ID_HOLD_CODES                                                                           \
-    (IV_BIT(IV_INVALID_TYPE) | IV_BIT(IV_INVALID_TRADE_ID) | IV_BIT(IV_DUPLICATE_TRADE_ID) |       \
-     IV_BIT(IV_TRADE_ID_OUT_OF_ORDER))
+    (HM_QBIT(HM_Q_INVALID_TYPE) | HM_QBIT(HM_Q_INVALID_TRADE_ID) |                                 \
+     HM_QBIT(HM_Q_DUPLICATE_TRADE_ID) | HM_QBIT(HM_Q_TRADE_ID_OUT_OF_ORDER))
 
-/** The codes of the table carrying each IV_HOLD_* flag (computed once from codes.h). */
+/** The codes of the table carrying each HM_QHOLD_* flag (computed once from himari/quality.h). */
 typedef struct iv_hold_masks {
-    iv_codeset price, volume, seq;
+    hm_qcodeset price, volume, seq;
 } iv_hold_masks;
 
 /** @brief The hold masks of the code table. */
@@ -64,7 +58,7 @@ bool iv_exchset_has(const iv_exchset *x, const char *s, size_t n);
 
 /** What the field checks learnt about a record, for the stateful checks. */
 typedef struct iv_fields {
-    iv_codeset codes;
+    hm_qcodeset codes;
     bool ts_ok;          /* timestamp present, valid, >= 0 */
     bool symbol_ok;      /* symbol present and BASE/QUOTE of [A-Z0-9]{1,20} */
     bool exchange_ok;    /* exchange present and a valid string */
@@ -88,7 +82,7 @@ void iv_check_fields(const iv_checks *ck, const iv_exchset *xs, const hm_tick *t
 bool iv_symbol_well_formed(const char *s, size_t n);
 
 /** @brief clamp(1 - sum of weights of codes, 0, 1); PARSE_ERROR scores 0. */
-double iv_score(const double weights[IV_CODE_COUNT], iv_codeset codes);
+double iv_score(const double weights[HM_QCODE_COUNT], hm_qcodeset codes);
 
 /** @brief |a / b - 1| (b > 0). */
 static inline double iv_rel(double a, double b) {

@@ -2,7 +2,7 @@
  * config.c: the ingest-validator's configuration schema (config.h) and its
  * loading: the common sections, "validator.*" (Kafka wiring, commit cadence,
  * freshness clock) and "checks.*" (every threshold of the checks, and
- * "checks.weights.<CODE>" generated from the code table in codes.h).
+ * "checks.weights.<CODE>" generated from the code table, HM_QCODES in himari/quality.h).
  *
  * Runs at start-up and on ReloadConfig, never per record. Loading never
  * half-applies: everything is read into a scratch iv_config, validated across
@@ -51,7 +51,7 @@ static const hm_cfg_key k_validator_keys[] = {
 
 /* The fixed keys; the weights follow, one per code, generated below. */
 #define IV_CHECK_KEYS_FIXED 27
-#define IV_CHECK_KEYS_N     (IV_CHECK_KEYS_FIXED + IV_CODE_COUNT)
+#define IV_CHECK_KEYS_N     (IV_CHECK_KEYS_FIXED + HM_QCODE_COUNT)
 
 static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
     {"checks.valid_exchanges", HM_CFG_STR_LIST, CC(valid_exchanges),
@@ -120,13 +120,13 @@ static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
 #define IV_WEIGHT_KEY_(name, weight, holds)                                                        \
     {"checks.weights." #name,                                                                      \
      HM_CFG_DOUBLE,                                                                                \
-     CC(weights) + (size_t)IV_##name * sizeof(double),                                             \
+     CC(weights) + (size_t)HM_Q_##name * sizeof(double),                                           \
      #weight,                                                                                      \
      RL,                                                                                           \
      0,                                                                                            \
      1,                                                                                            \
      "score points [0, 1] a record carrying " #name " loses"},
-    IV_CODES(IV_WEIGHT_KEY_)
+    HM_QCODES(IV_WEIGHT_KEY_)
 #undef IV_WEIGHT_KEY_
 };
 

@@ -11,8 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "codes.h"
 #include "himari/config.h"
+#include "himari/quality.h"
 #include "himari/service.h"
 
 /** Thresholds and weights of the checks (pure logic reads only this). */
@@ -45,7 +45,7 @@ typedef struct iv_checks {
     int64_t state_ttl_ms;             /* state of a key idle this long is forgotten */
     int64_t max_keys;                 /* bound on keys with state per partition */
     double notional_max;              /* NOTIONAL_OUTLIER: price * volume above */
-    double weights[IV_CODE_COUNT];    /* checks.weights.<CODE> */
+    double weights[HM_QCODE_COUNT];   /* checks.weights.<CODE> */
 } iv_checks;
 
 typedef struct iv_config {

@@ -11,10 +11,10 @@
  *              other exchanges' prices, log-volume spikes, notional;
  * and finally the state updates, which follow two rules:
  *   - the value state (reference, EMA, volume baseline) moves only with ticks
- *     that carry no code holding it (codes.h), except that a confirmed level
+ *     that carry no code holding it (himari/quality.h), except that a confirmed level
  *     change is accepted even though its first tick is reported;
  *   - the sequence state moves with every tick whose identity is sound: the
- *     timestamp part unless a code holds IV_HOLD_SEQ (out of order, stale,
+ *     timestamp part unless a code holds HM_QHOLD_SEQ (out of order, stale,
  *     future, duplicate ...), the trade-id part unless the id itself is bad
  *     (invalid, duplicate, going back). A trade with a broken clock still
  *     happened: its id is consumed, so the next good trade is not a "gap".
@@ -36,10 +36,8 @@
 #include <string.h>
 
 #include "checks.h"
-#include "output.h"
+#include "himari/quality.h"
 #include "state.h"
-
-#define PUT_LIT(b, lit) hm_buf_append((b), (lit), sizeof(lit) - 1)
 
 struct iv_engine {
     iv_checks ck; /* a copy; ck.valid_exchanges is owned by the engine */
@@ -129,19 +127,19 @@ const iv_stats *iv_engine_stats(const iv_engine *e) {
 
 static void put_event_head(hm_buf *b, const char *type, const iv_key *k, const iv_sym *y) {
     hm_buf_reset(b);
-    PUT_LIT(b, "{\"type\":\"");
+    HM_BUF_PUT_LIT(b, "{\"type\":\"");
     hm_buf_puts(b, type);
-    PUT_LIT(b, "\",\"exchange\":");
+    HM_BUF_PUT_LIT(b, "\",\"exchange\":");
     hm_json_str(b, k->exch, k->exch_len);
-    PUT_LIT(b, ",\"symbol\":");
+    HM_BUF_PUT_LIT(b, ",\"symbol\":");
     hm_json_str(b, y->name, y->name_len);
-    PUT_LIT(b, ",\"last_timestamp\":");
+    HM_BUF_PUT_LIT(b, ",\"last_timestamp\":");
     hm_buf_i64(b, k->last_ts);
 }
 
 static void put_event_id(hm_buf *b, const char *type, const iv_key *k, const iv_sym *y,
                          int64_t ts) {
-    PUT_LIT(b, ",\"event_id\":\"");
+    HM_BUF_PUT_LIT(b, ",\"event_id\":\"");
     hm_buf_puts(b, type);
     hm_buf_putc(b, ':');
     hm_buf_append(b, k->exch, k->exch_len); /* [a-z0-9._-]: nothing to escape */
@@ -149,7 +147,7 @@ static void put_event_id(hm_buf *b, const char *type, const iv_key *k, const iv_
     hm_buf_append(b, y->name, y->name_len); /* [A-Z0-9/] */
     hm_buf_putc(b, ':');
     hm_buf_i64(b, ts);
-    PUT_LIT(b, "\"}");
+    HM_BUF_PUT_LIT(b, "\"}");
 }
 
 static void emit_event(iv_engine *e, int32_t partition, const iv_sym *y) {
@@ -160,9 +158,9 @@ static void emit_event(iv_engine *e, int32_t partition, const iv_sym *y) {
 static void emit_silence(iv_engine *e, int32_t partition, const iv_key *k, const iv_sym *y) {
     hm_buf *b = &e->ev;
     put_event_head(b, "feed_silence", k, y);
-    PUT_LIT(b, ",\"watermark\":");
+    HM_BUF_PUT_LIT(b, ",\"watermark\":");
     hm_buf_i64(b, y->wm);
-    PUT_LIT(b, ",\"silent_ms\":");
+    HM_BUF_PUT_LIT(b, ",\"silent_ms\":");
     hm_buf_i64(b, y->wm - k->last_ts);
     put_event_id(b, "feed_silence", k, y, k->last_ts);
     emit_event(e, partition, y);
@@ -172,9 +170,9 @@ static void emit_resumed(iv_engine *e, int32_t partition, const iv_key *k, const
                          int64_t ts) {
     hm_buf *b = &e->ev;
     put_event_head(b, "feed_resumed", k, y);
-    PUT_LIT(b, ",\"timestamp\":");
+    HM_BUF_PUT_LIT(b, ",\"timestamp\":");
     hm_buf_i64(b, ts);
-    PUT_LIT(b, ",\"gap_ms\":");
+    HM_BUF_PUT_LIT(b, ",\"gap_ms\":");
     hm_buf_i64(b, ts - k->last_ts);
     put_event_id(b, "feed_resumed", k, y, ts);
     emit_event(e, partition, y);
@@ -221,10 +219,10 @@ static void silence_scan(iv_engine *e, int32_t partition, iv_part *p, uint32_t s
 
 /* ---- freshness --------------------------------------------------------------------------- */
 
-static inline iv_codeset latency_codes(const iv_checks *ck, int64_t lat) {
-    if (lat > ck->stale_ms) return IV_BIT(IV_STALE_DATA);
-    if (lat > ck->delayed_ms) return IV_BIT(IV_DELAYED_DATA);
-    if (lat < -ck->future_ms) return IV_BIT(IV_FUTURE_TIMESTAMP);
+static inline hm_qcodeset latency_codes(const iv_checks *ck, int64_t lat) {
+    if (lat > ck->stale_ms) return HM_QBIT(HM_Q_STALE_DATA);
+    if (lat > ck->delayed_ms) return HM_QBIT(HM_Q_DELAYED_DATA);
+    if (lat < -ck->future_ms) return HM_QBIT(HM_Q_FUTURE_TIMESTAMP);
     return 0;
 }
 
@@ -257,8 +255,8 @@ static bool future_run_confirms(const iv_checks *ck, iv_sym *y, int64_t ts) {
 }
 
 /* Freshness of a record without key state: never moves anything. */
-static iv_codeset unkeyed_freshness(iv_engine *e, const iv_input *in, const hm_tick *t,
-                                    const iv_fields *f) {
+static hm_qcodeset unkeyed_freshness(iv_engine *e, const iv_input *in, const hm_tick *t,
+                                     const iv_fields *f) {
     if (!f->ts_ok) return 0;
     if (use_ingest(e, in)) return latency_codes(&e->ck, in->ingest_ms - t->ts_ms);
     if (!f->symbol_ok) return 0;
@@ -272,18 +270,18 @@ static iv_codeset unkeyed_freshness(iv_engine *e, const iv_input *in, const hm_t
 
 /* ---- sequence ---------------------------------------------------------------------------- */
 
-static iv_codeset sequence_codes(const iv_checks *ck, const iv_key *k, int64_t ts,
-                                 const iv_fields *f) {
-    iv_codeset c = 0;
+static hm_qcodeset sequence_codes(const iv_checks *ck, const iv_key *k, int64_t ts,
+                                  const iv_fields *f) {
+    hm_qcodeset c = 0;
     if (k->has_ts) {
         if (ts < k->last_ts)
-            c |= IV_BIT(IV_OUT_OF_ORDER);
+            c |= HM_QBIT(HM_Q_OUT_OF_ORDER);
         else if (ts == k->last_ts) {
             /* Same-ms trades with distinct ids are a burst (one order sweeping the
              * book); without ids there is no telling them from a repeat. */
-            if (!f->has_id || !k->last_ts_had_id) c |= IV_BIT(IV_DUPLICATE_TIMESTAMP);
+            if (!f->has_id || !k->last_ts_had_id) c |= HM_QBIT(HM_Q_DUPLICATE_TIMESTAMP);
         } else if (ts - k->last_ts > ck->large_gap_ms)
-            c |= IV_BIT(IV_LARGE_GAP);
+            c |= HM_QBIT(HM_Q_LARGE_GAP);
     }
     if (f->has_id && k->has_id) {
         bool dup = false;
@@ -294,12 +292,12 @@ static iv_codeset sequence_codes(const iv_checks *ck, const iv_key *k, int64_t t
             }
         }
         if (dup)
-            c |= IV_BIT(IV_DUPLICATE_TRADE_ID);
+            c |= HM_QBIT(HM_Q_DUPLICATE_TRADE_ID);
         else if (f->id_numeric && k->last_id_numeric) {
             if (f->id > k->last_id + 1)
-                c |= IV_BIT(IV_TRADE_ID_GAP);
+                c |= HM_QBIT(HM_Q_TRADE_ID_GAP);
             else if (f->id < k->last_id)
-                c |= IV_BIT(IV_TRADE_ID_OUT_OF_ORDER);
+                c |= HM_QBIT(HM_Q_TRADE_ID_OUT_OF_ORDER);
         }
     }
     return c;
@@ -311,18 +309,18 @@ static inline bool peer_fresh(const iv_checks *ck, int64_t now_ev, int64_t at) {
     return now_ev - at <= ck->cross_exchange_window_ms;
 }
 
-static iv_codeset price_codes(iv_engine *e, const iv_part *p, uint32_t ki, const iv_sym *y,
-                              double price, int64_t now_ev) {
+static hm_qcodeset price_codes(iv_engine *e, const iv_part *p, uint32_t ki, const iv_sym *y,
+                               double price, int64_t now_ev) {
     const iv_checks *ck = &e->ck;
     const iv_key *k = &p->keys[ki];
-    iv_codeset c = 0;
+    hm_qcodeset c = 0;
     if (k->has_ref) {
         double mv = iv_rel(price, k->ref);
         if (mv > ck->extreme_move)
-            c |= IV_BIT(IV_EXTREME_PRICE_MOVE);
+            c |= HM_QBIT(HM_Q_EXTREME_PRICE_MOVE);
         else if (mv > ck->large_move)
-            c |= IV_BIT(IV_LARGE_PRICE_MOVE);
-        if (iv_rel(price, k->ema) > ck->anomaly_deviation) c |= IV_BIT(IV_PRICE_ANOMALY);
+            c |= HM_QBIT(HM_Q_LARGE_PRICE_MOVE);
+        if (iv_rel(price, k->ema) > ck->anomaly_deviation) c |= HM_QBIT(HM_Q_PRICE_ANOMALY);
     }
     if ((int64_t)y->n_keys - 1 < ck->cross_exchange_min_peers) return c;
     /* A level this key confirmed lately is not a deviation while the other exchanges
@@ -348,7 +346,7 @@ static iv_codeset price_codes(iv_engine *e, const iv_part *p, uint32_t ki, const
     }
     if ((int64_t)n >= ck->cross_exchange_min_peers &&
         iv_rel(price, iv_median(e->peers, n)) > ck->cross_exchange_deviation)
-        c |= IV_BIT(IV_CROSS_EXCHANGE_DEVIATION);
+        c |= HM_QBIT(HM_Q_CROSS_EXCHANGE_DEVIATION);
     return c;
 }
 
@@ -370,16 +368,16 @@ static bool peer_level_agrees(const iv_engine *e, const iv_part *p, uint32_t ki,
     return false;
 }
 
-static iv_codeset volume_codes(const iv_engine *e, const iv_volstat *v, double volume) {
+static hm_qcodeset volume_codes(const iv_engine *e, const iv_volstat *v, double volume) {
     const iv_checks *ck = &e->ck;
     double r = log(volume) - v->mean;
     double sd = iv_volstat_sd(v);
     double extreme = (ck->volume_spike_sigmas + 2) * sd;
     if (extreme < e->ln_extreme_ratio) extreme = e->ln_extreme_ratio;
-    if (r > extreme) return IV_BIT(IV_EXTREME_VOLUME_SPIKE);
+    if (r > extreme) return HM_QBIT(HM_Q_EXTREME_VOLUME_SPIKE);
     double spike = ck->volume_spike_sigmas * sd;
     if (spike < e->ln_spike_ratio) spike = e->ln_spike_ratio;
-    return r > spike ? IV_BIT(IV_VOLUME_SPIKE) : 0;
+    return r > spike ? HM_QBIT(HM_Q_VOLUME_SPIKE) : 0;
 }
 
 /*
@@ -387,18 +385,18 @@ static iv_codeset volume_codes(const iv_engine *e, const iv_volstat *v, double v
  * reversion, reference and EMA. Returns the codes, possibly with the move codes
  * replaced by LEVEL_SHIFT_CONFIRMED, or SPIKE_REVERTED added.
  */
-static iv_codeset settle_price(iv_engine *e, iv_part *p, uint32_t ki, const iv_sym *y, double price,
-                               int64_t ts, int64_t now_ev, iv_codeset codes) {
+static hm_qcodeset settle_price(iv_engine *e, iv_part *p, uint32_t ki, const iv_sym *y,
+                                double price, int64_t ts, int64_t now_ev, hm_qcodeset codes) {
     const iv_checks *ck = &e->ck;
     iv_key *k = &p->keys[ki];
     /* A tick held for anything but its move (stale, out of order, ...) says nothing
      * about levels. */
     if (codes & e->holds.price & ~IV_MOVE_CODES) return codes;
-    iv_codeset moved = codes & IV_MOVE_CODES;
+    hm_qcodeset moved = codes & IV_MOVE_CODES;
     bool accept = false, restart = false;
     if (k->has_pending && k->has_ref && iv_rel(price, k->ref) <= ck->spike_revert_tolerance) {
         k->has_pending = false; /* the flagged tick was a transient spike */
-        codes |= IV_BIT(IV_SPIKE_REVERTED);
+        codes |= HM_QBIT(HM_Q_SPIKE_REVERTED);
         accept = !moved;
     } else if (moved) {
         bool consistent =
@@ -412,7 +410,7 @@ static iv_codeset settle_price(iv_engine *e, iv_part *p, uint32_t ki, const iv_s
             k->has_pending = false;
             k->has_level = true;
             k->level_ts = ts;
-            if (consistent) codes = (codes & ~IV_MOVE_CODES) | IV_BIT(IV_LEVEL_SHIFT_CONFIRMED);
+            if (consistent) codes = (codes & ~IV_MOVE_CODES) | HM_QBIT(HM_Q_LEVEL_SHIFT_CONFIRMED);
         } else {
             k->has_pending = true;
             k->pending = price;
@@ -436,7 +434,7 @@ static iv_codeset settle_price(iv_engine *e, iv_part *p, uint32_t ki, const iv_s
 }
 
 static void advance_sequence(iv_engine *e, iv_key *k, int64_t ts, const iv_fields *f,
-                             iv_codeset codes) {
+                             hm_qcodeset codes) {
     if (!(codes & e->holds.seq)) {
         if (!k->has_ts || ts >= k->last_ts) {
             k->last_ts = ts;
@@ -478,8 +476,8 @@ static uint32_t lookup_key(iv_engine *e, const iv_part *p, int32_t partition, ui
  * beyond the bound a tick is judged without state, as a key's first tick
  * would be) and move its state; liquidations only read it.
  */
-static iv_codeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *t,
-                              const iv_fields *f, iv_codeset codes) {
+static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *t,
+                               const iv_fields *f, hm_qcodeset codes) {
     const iv_checks *ck = &e->ck;
     const bool trade = t->kind == HM_KIND_TRADE;
     const int64_t ts = t->ts_ms;
@@ -529,7 +527,7 @@ static iv_codeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *t
                 jump = true; /* the stream moved on: the watermark follows below */
                 codes |= latency_codes(ck, y->fut_max - ts);
             } else {
-                codes |= IV_BIT(IV_FUTURE_TIMESTAMP);
+                codes |= HM_QBIT(HM_Q_FUTURE_TIMESTAMP);
             }
             if (trade) iv_part_mark_sym(p, si);
         } else {
@@ -548,14 +546,14 @@ static iv_codeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *t
     if (f->volume_ok && trade && k->vol.n >= ck->volume_warmup_ticks)
         codes |= volume_codes(e, &k->vol, t->volume);
     if (f->price_ok && f->volume_ok && t->price * t->volume > ck->notional_max)
-        codes |= IV_BIT(IV_NOTIONAL_OUTLIER);
+        codes |= HM_QBIT(HM_Q_NOTIONAL_OUTLIER);
 
     if (!trade) {
         /* A liquidation at the level its own exchange already moved to is consistent
          * with the market even though the key's (trade) state has not moved yet. */
         if (f->price_ok && (codes & IV_MOVE_CODES) && k->has_pending &&
             iv_rel(t->price, k->pending) <= ck->level_confirm_tolerance)
-            codes = (codes & ~IV_MOVE_CODES) | IV_BIT(IV_LEVEL_SHIFT_CONFIRMED);
+            codes = (codes & ~IV_MOVE_CODES) | HM_QBIT(HM_Q_LEVEL_SHIFT_CONFIRMED);
         return codes;
     }
 
@@ -567,7 +565,7 @@ static iv_codeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *t
 
     /* The watermark: max timestamp of the symbol's ticks not judged to be from the
      * future (a confirmed jump moves it to the newest tick of the run). */
-    if (!(codes & IV_BIT(IV_FUTURE_TIMESTAMP))) {
+    if (!(codes & HM_QBIT(HM_Q_FUTURE_TIMESTAMP))) {
         int64_t nw = ts;
         if (jump) {
             nw = y->fut_max > ts ? y->fut_max : ts;
@@ -607,14 +605,14 @@ static void parse_error(iv_engine *e, const iv_input *in, int rc, const hm_decod
         else
             snprintf(out->error, sizeof(out->error), "%s%s%s", de->msg, at, off);
     }
-    iv_write_parse_error(out->json, in->data, in->len, rc == -E2BIG, out->error, iso);
+    hm_quality_write_parse_error(out->json, in->data, in->len, rc == -E2BIG, out->error, iso);
     out->parse_error = true;
     out->score = 0;
-    out->issues[0] = IV_PARSE_ERROR;
+    out->issues[0] = HM_Q_PARSE_ERROR;
     out->n_issues = 1;
     e->stats.rejected++;
     e->stats.parse_errors++;
-    e->stats.issues[IV_PARSE_ERROR]++;
+    e->stats.issues[HM_Q_PARSE_ERROR]++;
 }
 
 void iv_engine_process(iv_engine *e, const iv_input *in, int64_t processed_at_ms, iv_output *out) {
@@ -642,19 +640,19 @@ void iv_engine_process(iv_engine *e, const iv_input *in, int64_t processed_at_ms
 
     iv_fields f;
     iv_check_fields(&e->ck, &e->xs, &t, &f);
-    iv_codeset codes = f.codes;
+    hm_qcodeset codes = f.codes;
     if (t.kind != HM_KIND_TRANSFER && f.exchange_known && f.symbol_ok && f.ts_ok)
         codes = judge_keyed(e, in, &t, &f, codes);
     else
         codes |= unkeyed_freshness(e, in, &t, &f);
 
     double score = iv_score(e->ck.weights, codes);
-    iv_write_record(out->json, &t, codes, score, iso);
+    hm_quality_write(out->json, &t, codes, score, iso);
 
     out->score = floor(score * 1000.0 + 0.5 + 1e-9) / 1000.0; /* as hm_json_fixed3 prints it */
-    for (iv_codeset m = codes; m; m &= m - 1) {
+    for (hm_qcodeset m = codes; m; m &= m - 1) {
         int c = __builtin_ctzll(m);
-        out->issues[out->n_issues++] = (iv_code)c;
+        out->issues[out->n_issues++] = (hm_qcode)c;
         e->stats.issues[c]++;
     }
     if (t.st[HM_FIELD_SYMBOL] == HM_F_OK) {

@@ -31,9 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codes.h"
 #include "config.h"
 #include "himari/buf.h"
+#include "himari/quality.h"
 
 typedef struct iv_engine iv_engine;
 
@@ -55,7 +55,7 @@ typedef struct iv_output {
     bool parse_error; /* the input could not be decoded: send its bytes to the DLQ */
     char error[256];  /* for a parse error: where and why (DLQ header, logs) */
     double score;     /* quality_score as written */
-    iv_code issues[IV_CODE_COUNT];
+    hm_qcode issues[HM_QCODE_COUNT];
     uint32_t n_issues;
     char exchange[32]; /* lower-cased exchange ("" when none), for metrics */
 } iv_output;
@@ -69,7 +69,7 @@ typedef struct iv_stats {
     uint64_t records;
     uint64_t ok, flagged, rejected;
     uint64_t parse_errors;
-    uint64_t issues[IV_CODE_COUNT];
+    uint64_t issues[HM_QCODE_COUNT];
     uint64_t events;
 } iv_stats;
 

@@ -135,9 +135,9 @@ static void collect(hm_metrics *m, void *ud) {
     hm_metrics_counter_child(k->records_f, "ok")->value = (double)st->ok;
     hm_metrics_counter_child(k->records_f, "flagged")->value = (double)st->flagged;
     hm_metrics_counter_child(k->records_f, "rejected")->value = (double)st->rejected;
-    for (int c = 0; c < IV_CODE_COUNT; c++)
+    for (int c = 0; c < HM_QCODE_COUNT; c++)
         if (st->issues[c])
-            hm_metrics_counter_child(k->issues_f, iv_code_name((iv_code)c))->value =
+            hm_metrics_counter_child(k->issues_f, hm_qcode_name((hm_qcode)c))->value =
                 (double)st->issues[c];
     hm_metrics_counter_child(k->events_f)->value = (double)st->events;
     hm_gauge_set(k->state_keys, (double)iv_engine_state_keys(k->engine));

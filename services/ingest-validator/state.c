@@ -449,15 +449,17 @@ void iv_sym_serialise(const iv_sym *s, hm_buf *b) {
 
 /* ---- restore ----------------------------------------------------------------------------- */
 
-typedef struct rd {
+/* The fields of one changelog record being read: the first problem is kept in rc (and
+ * err) and reading goes on, so a restore reads every field and checks rc once. */
+typedef struct changelog_reader {
     json_t *obj;
     const char *key; /* the changelog key, for messages */
     int key_len;
     hm_err *err;
     int rc;
-} rd;
+} changelog_reader;
 
-static json_t *rd_get(rd *r, const char *name) {
+static json_t *field_get(changelog_reader *r, const char *name) {
     json_t *v = json_object_get(r->obj, name);
     if (!v && r->rc == 0)
         r->rc = hm_err_set(r->err, -EINVAL, "changelog record '%.*s': field '%s' is missing",
@@ -465,92 +467,92 @@ static json_t *rd_get(rd *r, const char *name) {
     return v;
 }
 
-static void rd_fail(rd *r, const char *name, const char *what) {
+static void field_fail(changelog_reader *r, const char *name, const char *what) {
     if (r->rc == 0)
         r->rc = hm_err_set(r->err, -EINVAL, "changelog record '%.*s': field '%s' is not %s",
                            r->key_len, r->key, name, what);
 }
 
-static bool rd_bool(rd *r, const char *name) {
-    json_t *v = rd_get(r, name);
-    if (v && !json_is_boolean(v)) rd_fail(r, name, "a boolean");
+static bool field_bool(changelog_reader *r, const char *name) {
+    json_t *v = field_get(r, name);
+    if (v && !json_is_boolean(v)) field_fail(r, name, "a boolean");
     return v && json_is_true(v);
 }
 
-static int64_t rd_i64(rd *r, const char *name, int64_t lo, int64_t hi) {
-    json_t *v = rd_get(r, name);
+static int64_t field_i64(changelog_reader *r, const char *name, int64_t lo, int64_t hi) {
+    json_t *v = field_get(r, name);
     if (!v) return 0;
     if (!json_is_integer(v)) {
-        rd_fail(r, name, "an integer");
+        field_fail(r, name, "an integer");
         return 0;
     }
     int64_t x = (int64_t)json_integer_value(v);
     if (x < lo || x > hi) {
-        rd_fail(r, name, "in range");
+        field_fail(r, name, "in range");
         return 0;
     }
     return x;
 }
 
-static double rd_dbl(rd *r, const char *name) {
-    json_t *v = rd_get(r, name);
+static double field_dbl(changelog_reader *r, const char *name) {
+    json_t *v = field_get(r, name);
     if (!v) return 0;
     if (!json_is_number(v)) {
-        rd_fail(r, name, "a number");
+        field_fail(r, name, "a number");
         return 0;
     }
     return json_number_value(v);
 }
 
-static void restore_key_fields(rd *r, iv_key *k) {
-    k->silent = rd_bool(r, "silent");
-    k->has_ts = rd_bool(r, "has_ts");
-    k->last_ts_had_id = rd_bool(r, "ts_had_id");
-    k->last_ts = rd_i64(r, "last_ts", INT64_MIN, INT64_MAX);
-    k->has_id = rd_bool(r, "has_id");
-    k->last_id_numeric = rd_bool(r, "id_numeric");
-    k->last_id = (uint64_t)rd_i64(r, "last_id", INT64_MIN, INT64_MAX);
-    k->recent_pos = (uint8_t)rd_i64(r, "recent_pos", 0, IV_RECENT_IDS - 1);
-    k->recent_numeric = (uint16_t)rd_i64(r, "recent_numeric", 0, UINT16_MAX);
-    json_t *arr = rd_get(r, "recent");
+static void restore_key_fields(changelog_reader *r, iv_key *k) {
+    k->silent = field_bool(r, "silent");
+    k->has_ts = field_bool(r, "has_ts");
+    k->last_ts_had_id = field_bool(r, "ts_had_id");
+    k->last_ts = field_i64(r, "last_ts", INT64_MIN, INT64_MAX);
+    k->has_id = field_bool(r, "has_id");
+    k->last_id_numeric = field_bool(r, "id_numeric");
+    k->last_id = (uint64_t)field_i64(r, "last_id", INT64_MIN, INT64_MAX);
+    k->recent_pos = (uint8_t)field_i64(r, "recent_pos", 0, IV_RECENT_IDS - 1);
+    k->recent_numeric = (uint16_t)field_i64(r, "recent_numeric", 0, UINT16_MAX);
+    json_t *arr = field_get(r, "recent");
     memset(k->recent, 0, sizeof(k->recent));
     k->recent_n = 0;
     if (arr && (!json_is_array(arr) || json_array_size(arr) > IV_RECENT_IDS)) {
-        rd_fail(r, "recent", "an array of at most 16 ids");
+        field_fail(r, "recent", "an array of at most 16 ids");
     } else if (arr) {
         for (size_t i = 0; i < json_array_size(arr); i++) {
             json_t *v = json_array_get(arr, i);
             if (!json_is_integer(v)) {
-                rd_fail(r, "recent", "an array of integers");
+                field_fail(r, "recent", "an array of integers");
                 break;
             }
             k->recent[i] = (uint64_t)json_integer_value(v);
         }
         k->recent_n = (uint8_t)json_array_size(arr);
     }
-    k->has_ref = rd_bool(r, "has_ref");
-    k->ref_ts = rd_i64(r, "ref_ts", INT64_MIN, INT64_MAX);
-    k->ref = rd_dbl(r, "ref");
-    k->ema = rd_dbl(r, "ema");
-    k->has_pending = rd_bool(r, "has_pending");
-    k->pending = rd_dbl(r, "pending");
-    k->pending_count = rd_i64(r, "pending_count", 0, INT64_MAX);
-    k->pending_ts = rd_i64(r, "pending_ts", INT64_MIN, INT64_MAX);
-    k->has_level = rd_bool(r, "has_level");
-    k->level_ts = rd_i64(r, "level_ts", INT64_MIN, INT64_MAX);
-    k->vol.n = rd_i64(r, "vol_n", 0, INT64_MAX);
-    k->vol.mean = rd_dbl(r, "vol_mean");
-    k->vol.var = rd_dbl(r, "vol_var");
-    k->vol.w = rd_dbl(r, "vol_w");
+    k->has_ref = field_bool(r, "has_ref");
+    k->ref_ts = field_i64(r, "ref_ts", INT64_MIN, INT64_MAX);
+    k->ref = field_dbl(r, "ref");
+    k->ema = field_dbl(r, "ema");
+    k->has_pending = field_bool(r, "has_pending");
+    k->pending = field_dbl(r, "pending");
+    k->pending_count = field_i64(r, "pending_count", 0, INT64_MAX);
+    k->pending_ts = field_i64(r, "pending_ts", INT64_MIN, INT64_MAX);
+    k->has_level = field_bool(r, "has_level");
+    k->level_ts = field_i64(r, "level_ts", INT64_MIN, INT64_MAX);
+    k->vol.n = field_i64(r, "vol_n", 0, INT64_MAX);
+    k->vol.mean = field_dbl(r, "vol_mean");
+    k->vol.var = field_dbl(r, "vol_var");
+    k->vol.w = field_dbl(r, "vol_w");
 }
 
-static void restore_sym_fields(rd *r, iv_sym *s) {
-    s->has_wm = rd_bool(r, "has_wm");
-    s->wm = rd_i64(r, "wm", INT64_MIN, INT64_MAX);
-    s->scan_sec = rd_i64(r, "scan_sec", INT64_MIN, INT64_MAX);
-    s->fut_n = rd_i64(r, "fut_n", 0, INT64_MAX);
-    s->fut_min = rd_i64(r, "fut_min", INT64_MIN, INT64_MAX);
-    s->fut_max = rd_i64(r, "fut_max", INT64_MIN, INT64_MAX);
+static void restore_sym_fields(changelog_reader *r, iv_sym *s) {
+    s->has_wm = field_bool(r, "has_wm");
+    s->wm = field_i64(r, "wm", INT64_MIN, INT64_MAX);
+    s->scan_sec = field_i64(r, "scan_sec", INT64_MIN, INT64_MAX);
+    s->fut_n = field_i64(r, "fut_n", 0, INT64_MAX);
+    s->fut_min = field_i64(r, "fut_min", INT64_MIN, INT64_MAX);
+    s->fut_max = field_i64(r, "fut_max", INT64_MIN, INT64_MAX);
 }
 
 static uint32_t find_or_add_sym(iv_part *p, const char *sym, size_t n) {
@@ -592,8 +594,8 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
         return hm_err_set(err, -EINVAL, "changelog record '%.*s': value is not a JSON object%s%s",
                           kl, key, obj ? "" : ": ", obj ? "" : jerr.text);
     }
-    rd r = {obj, key, kl, err, 0};
-    int64_t v = rd_i64(&r, "v", INT64_MIN, INT64_MAX);
+    changelog_reader r = {obj, key, kl, err, 0};
+    int64_t v = field_i64(&r, "v", INT64_MIN, INT64_MAX);
     if (r.rc == 0 && v != 1) {
         json_decref(obj);
         return hm_err_set(err, -EINVAL, "changelog record '%.*s': unknown version %lld", kl, key,

@@ -1,15 +1,17 @@
 // uses: services/ingest-validator
 /*
  * test_checks.c: unit tests of the ingest-validator's judging (services/ingest-validator:
- * checks.c, engine.c, output.c, codes.c, config.c), through the engine API only.
+ * checks.c, engine.c, config.c, and the record writer of common/src/quality.c), through the
+ * engine API only.
  *
  * Every issue code has a test that raises it on a minimal stream and asserts the exact
  * issue list, next to the neighbouring clean case just inside the threshold. Then the
  * behaviour that matters on real streams: interleaved exchanges with skewed clocks raise
  * nothing; a bad tick leaves the value state alone; level shifts, spike reversion, the
  * two freshness clocks, future-jump confirmation, feed silence events, TTL, scores and
- * weights. Every output record is parsed with jansson and checked against the engine's
- * own issue list. No Kafka, no clock, no files except a temporary config for the loader.
+ * weights. Every output record is parsed with jansson and with hm_quality_decode and
+ * checked against the engine's own issue list. No Kafka, no clock, no files except a temporary
+ * config for the loader.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,9 +26,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "codes.h"
 #include "config.h"
 #include "engine.h"
+#include "himari/quality.h"
 
 #define PA_MS INT64_C(1700000000000) /* processed_at of every record in these tests */
 #define T0    INT64_C(1700000000000)
@@ -116,7 +118,7 @@ static const char *h_run_n(h *x, const char *json, size_t len, int64_t ingest_ms
     assert_int_equal(json_integer_value(json_object_get(x->rec, "issue_count")), x->res.n_issues);
     x->issues[0] = '\0';
     for (uint32_t i = 0; i < x->res.n_issues; i++) {
-        const char *name = iv_code_name(x->res.issues[i]);
+        const char *name = hm_qcode_name(x->res.issues[i]);
         assert_string_equal(json_string_value(json_array_get(issues, i)), name);
         if (i) assert_true(x->res.issues[i] > x->res.issues[i - 1]); /* table order, once */
         if (i) strcat(x->issues, ",");
@@ -124,6 +126,23 @@ static const char *h_run_n(h *x, const char *json, size_t len, int64_t ingest_ms
     }
     double score = json_number_value(json_object_get(x->rec, "quality_score"));
     assert_true(fabs(score - x->res.score) < 1e-9);
+    /* what a downstream service reads back */
+    hm_quality q;
+    hm_decode_err de;
+    if (hm_quality_decode(x->out.data, x->out.len, &q, &de) != 0) {
+        print_error("hm_quality_decode: %s (offset %zu, field '%s')\n  output %s\n", de.msg,
+                    de.offset, de.field, x->out.data);
+        fail();
+    }
+    hm_qcodeset codes = 0;
+    for (uint32_t i = 0; i < x->res.n_issues; i++)
+        codes |= HM_QBIT(x->res.issues[i]);
+    assert_true(q.codes == codes);
+    assert_int_equal(q.unknown_codes, 0);
+    assert_int_equal(q.issue_count, x->res.n_issues);
+    assert_true(q.score == x->res.score);
+    assert_int_equal(q.processed_at_ms, PA_MS);
+    assert_int_equal(q.st[HM_QFIELD_ERROR], x->res.parse_error ? HM_F_OK : HM_F_ABSENT);
     return x->issues;
 }
 
@@ -166,22 +185,7 @@ static json_t *field(h *x, const char *name) {
     return json_object_get(x->rec, name);
 }
 
-/* ---- the code table and configuration --------------------------------------------------- */
-
-static void test_code_table_names_weights_and_lookup(void **state) {
-    (void)state;
-    assert_true(IV_CODE_COUNT >= 30);
-    assert_string_equal(iv_code_name(IV_LARGE_GAP), "LARGE_GAP");
-    assert_int_equal(iv_code_by_name("LARGE_GAP"), IV_LARGE_GAP);
-    assert_int_equal(iv_code_by_name("large_gap"), -1);
-    assert_int_equal(iv_code_by_name(NULL), -1);
-    assert_true(iv_code_default_weight(IV_PARSE_ERROR) == 1.0);
-    assert_true(iv_code_default_weight(IV_SPIKE_REVERTED) == 0.0);
-    assert_int_equal(iv_code_holds(IV_OUT_OF_ORDER), IV_HOLD_ALL);
-    assert_int_equal(iv_code_holds(IV_TRADE_ID_GAP), 0);
-    for (int c = 0; c < IV_CODE_COUNT; c++)
-        assert_int_equal(iv_code_by_name(iv_code_name(c)), c);
-}
+/* ---- configuration (the code table itself: test_quality.c) ------------------------------ */
 
 static void test_config_defaults_match_the_brief(void **state) {
     (void)state;
@@ -223,8 +227,8 @@ static void test_config_defaults_match_the_brief(void **state) {
     assert_int_equal(k->state_ttl_ms, 86400000);
     assert_int_equal(k->max_keys, 100000);
     assert_true(k->notional_max == 1e7);
-    for (int c = 0; c < IV_CODE_COUNT; c++)
-        assert_true(k->weights[c] == iv_code_default_weight(c));
+    for (int c = 0; c < HM_QCODE_COUNT; c++)
+        assert_true(k->weights[c] == hm_qcode_default_weight(c));
     iv_config_free(&cfg);
 }
 
@@ -287,13 +291,13 @@ static void test_config_file_sets_clock_exchanges_and_weights(void **state) {
     assert_int_equal(cfg.checks.valid_exchanges.n, 2);
     assert_string_equal(cfg.checks.valid_exchanges.items[0], "okx");
     assert_int_equal(cfg.checks.stale_ms, 60000);
-    assert_true(cfg.checks.weights[IV_LARGE_GAP] == 0.5);
-    assert_true(cfg.checks.weights[IV_TRADE_ID_GAP] == 0.05);
+    assert_true(cfg.checks.weights[HM_Q_LARGE_GAP] == 0.5);
+    assert_true(cfg.checks.weights[HM_Q_TRADE_ID_GAP] == 0.05);
     /* A second load replaces the first (and frees it: ASan would see a leak). */
     rc = iv_config_load(&cfg, NULL, &err);
     assert_int_equal(rc, 0);
     assert_false(cfg.event_clock);
-    assert_true(cfg.checks.weights[IV_LARGE_GAP] == 0.05);
+    assert_true(cfg.checks.weights[HM_Q_LARGE_GAP] == 0.05);
     iv_config_free(&cfg);
 }
 
@@ -319,7 +323,7 @@ static void test_config_sections_mark_thresholds_reloadable_topics_not(void **st
             }
         }
     }
-    assert_int_equal(seen, 2 + 27 + IV_CODE_COUNT);
+    assert_int_equal(seen, 2 + 27 + HM_QCODE_COUNT);
 }
 
 /* ---- record-level codes ----------------------------------------------------------------- */
@@ -358,7 +362,7 @@ static void test_truncated_record_error_names_byte_and_field(void **state) {
     const iv_stats *st = iv_engine_stats(x.e);
     assert_int_equal(st->parse_errors, 1);
     assert_int_equal(st->rejected, 1);
-    assert_int_equal(st->issues[IV_PARSE_ERROR], 1);
+    assert_int_equal(st->issues[HM_Q_PARSE_ERROR], 1);
     h_free(&x);
 }
 
@@ -1217,7 +1221,7 @@ static void test_score_subtracts_weights_and_clamps_at_zero(void **state) {
     const iv_stats *st = iv_engine_stats(x.e);
     assert_int_equal(st->flagged, 1);
     assert_int_equal(st->rejected, 1);
-    assert_int_equal(st->issues[IV_INVALID_PRICE], 1);
+    assert_int_equal(st->issues[HM_Q_INVALID_PRICE], 1);
     h_free(&x);
 }
 
@@ -1227,11 +1231,11 @@ static void test_weights_from_config_change_the_score(void **state) {
     h_init(&x, false);
     EXPECT(&x, trade("binance", "BTC/USDT", T0, "1", "1", -1), T0 + 20000, "DELAYED_DATA");
     assert_true(fabs(x.res.score - 0.95) < 1e-12);
-    x.cfg.checks.weights[IV_DELAYED_DATA] = 0.4;
+    x.cfg.checks.weights[HM_Q_DELAYED_DATA] = 0.4;
     h_apply(&x);
     EXPECT(&x, trade("binance", "ETH/USDT", T0, "1", "1", -1), T0 + 20000, "DELAYED_DATA");
     assert_true(fabs(x.res.score - 0.6) < 1e-12);
-    x.cfg.checks.weights[IV_DELAYED_DATA] = 0;
+    x.cfg.checks.weights[HM_Q_DELAYED_DATA] = 0;
     h_apply(&x);
     EXPECT(&x, trade("binance", "SOL/USDT", T0, "1", "1", -1), T0 + 20000, "DELAYED_DATA");
     assert_true(x.res.score == 1.0);
@@ -1318,7 +1322,6 @@ static void test_awkward_strings_stay_valid_json(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_code_table_names_weights_and_lookup),
         cmocka_unit_test(test_config_defaults_match_the_brief),
         cmocka_unit_test(test_config_cross_field_rules_name_their_keys),
         cmocka_unit_test(test_config_file_sets_clock_exchanges_and_weights),

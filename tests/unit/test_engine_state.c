@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codes.h"
 #include "config.h"
 #include "engine.h"
+#include "himari/quality.h"
 
 #define PA_MS INT64_C(1700000000000)
 #define T0    INT64_C(1700000000000)
@@ -439,7 +439,7 @@ static void tick_at(iv_engine *e, int32_t partition, const char *ex, const char 
     char got[512] = "";
     for (uint32_t i = 0; i < res.n_issues; i++) {
         if (i) strcat(got, ",");
-        strcat(got, iv_code_name(res.issues[i]));
+        strcat(got, hm_qcode_name(res.issues[i]));
     }
     if (strcmp(got, want_issues) != 0) {
         print_error("%s: issues [%s], want [%s]\n", in, got, want_issues);

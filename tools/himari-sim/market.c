@@ -425,8 +425,6 @@ size_t sim_format_micro(int64_t micro, char *out, size_t out_size) {
     return n;
 }
 
-#define PUT_LIT(b, lit) hm_buf_append((b), (lit), sizeof(lit) - 1)
-
 static void put_quoted(hm_buf *b, const char *s, size_t n) {
     hm_buf_putc(b, '"');
     hm_buf_append(b, s, n);
@@ -479,23 +477,23 @@ static void format_transfer(const sim_market *m, const sim_record *rec, hm_buf *
     const sim_symbol *s = &m->sym[rec->sym];
     const sim_exchange *e = &m->exch[rec->exch];
     char num[40];
-    PUT_LIT(b, "{\"type\":\"transfer\",\"timestamp\":");
+    HM_BUF_PUT_LIT(b, "{\"type\":\"transfer\",\"timestamp\":");
     put_ts(m, b, rec->ts_ms, rec->transfer_to_exch && e->iso_ts);
-    PUT_LIT(b, ",\"asset\":");
+    HM_BUF_PUT_LIT(b, ",\"asset\":");
     put_quoted(b, s->base, s->base_len);
-    PUT_LIT(b, ",\"amount\":");
+    HM_BUF_PUT_LIT(b, ",\"amount\":");
     hm_buf_append(b, num, sim_format_micro(rec->vol_micro, num, sizeof(num)));
-    PUT_LIT(b, ",\"from\":");
+    HM_BUF_PUT_LIT(b, ",\"from\":");
     put_quoted(b, rec->from, 42);
-    PUT_LIT(b, ",\"to\":");
+    HM_BUF_PUT_LIT(b, ",\"to\":");
     put_quoted(b, rec->to, 42);
-    PUT_LIT(b, ",\"tx_hash\":");
+    HM_BUF_PUT_LIT(b, ",\"tx_hash\":");
     put_quoted(b, rec->tx_hash, 66);
     if (rec->transfer_to_exch) {
-        PUT_LIT(b, ",\"exchange\":");
+        HM_BUF_PUT_LIT(b, ",\"exchange\":");
         put_quoted(b, e->name, e->name_len);
     }
-    PUT_LIT(b, "}\n");
+    HM_BUF_PUT_LIT(b, "}\n");
 }
 
 void sim_record_format(const sim_market *m, const sim_record *rec, hm_buf *b) {
@@ -511,9 +509,9 @@ void sim_record_format(const sim_market *m, const sim_record *rec, hm_buf *b) {
     const size_t obj_start = b->len;
     hm_buf_putc(b, '{');
     if (rec->kind == SIM_R_LIQUIDATION)
-        PUT_LIT(b, "\"type\":\"liquidation\"");
+        HM_BUF_PUT_LIT(b, "\"type\":\"liquidation\"");
     else if (e->type_on_trades)
-        PUT_LIT(b, "\"type\":\"trade\"");
+        HM_BUF_PUT_LIT(b, "\"type\":\"trade\"");
     if (FIELD(SIM_RF_TS, ",\"timestamp\":")) put_ts(m, b, rec->ts_ms, e->iso_ts);
     if (FIELD(SIM_RF_EXCHANGE, ",\"exchange\":")) put_quoted(b, e->name, e->name_len);
     if (FIELD(SIM_RF_SYMBOL, ",\"symbol\":")) put_quoted(b, s->name, s->name_len);
@@ -525,9 +523,9 @@ void sim_record_format(const sim_market *m, const sim_record *rec, hm_buf *b) {
         hm_buf_u64(b, rec->trade_id);
     if (FIELD(SIM_RF_SIDE, ",\"side\":")) {
         if (rec->buy)
-            PUT_LIT(b, "\"buy\"");
+            HM_BUF_PUT_LIT(b, "\"buy\"");
         else
-            PUT_LIT(b, "\"sell\"");
+            HM_BUF_PUT_LIT(b, "\"sell\"");
     }
-    PUT_LIT(b, "}\n");
+    HM_BUF_PUT_LIT(b, "}\n");
 }

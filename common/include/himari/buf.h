@@ -51,6 +51,12 @@ static inline void hm_buf_putc(hm_buf *b, char c) {
 static inline void hm_buf_puts(hm_buf *b, const char *s) {
     hm_buf_append(b, s, strlen(s));
 }
+/**
+ * @brief Append a string literal, its length known at compile time (hot paths: JSON
+ * keys and punctuation). `"" lit` makes anything but a literal a compile error, so
+ * sizeof never measures a pointer.
+ */
+#define HM_BUF_PUT_LIT(b, lit) hm_buf_append((b), "" lit, sizeof(lit) - 1)
 void hm_buf_printf(hm_buf *b, const char *fmt, ...) HM_PRINTF(2, 3);
 
 /** @brief Decimal integers, without printf (hot path). */
