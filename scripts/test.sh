@@ -3,8 +3,8 @@
 #
 #   1. dependencies (apt packages, Kafka jars, Python clients) - installed if missing
 #   2. builds: release-with-debug (build/) and ASan+UBSan (build-asan/)
-#   3. static checks: clang-format, cppcheck, shellcheck, generated config examples,
-#      docker-compose config, ansible syntax
+#   3. static checks: clang-format, cppcheck, shellcheck, generated config examples, a
+#      Release build (build-release/), docker-compose config, ansible syntax
 #   4. unit tests (cmocka) in both builds
 #   5. integration tests (pytest) against real servers on loopback (test profile ports),
 #      started here and always stopped at the end
@@ -81,6 +81,9 @@ if [[ $run_unit == 1 ]]; then
 		--suppress=missingIncludeSystem common/src services tools
 	stage shellcheck bash -c 'shellcheck -x -S warning scripts/*.sh bench/*.sh .ci/run'
 	stage config-examples scripts/check-config-examples.sh
+	# A user's optimised build must build; -Werror here so that -O3-only warnings show in CI.
+	stage release-build bash -c 'cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release \
+		-DHIMARI_WERROR=ON >/dev/null && cmake --build build-release -j "$(nproc)"'
 	stage docker-compose-config docker-compose -f deploy/docker-compose.yml config --quiet
 	stage ansible-syntax bash -c 'cd deploy/ansible && ANSIBLE_LOCALHOST_WARNING=False \
 		ANSIBLE_INVENTORY_UNPARSED_WARNING=False ansible-playbook -i inventory.example.ini \
