@@ -24,6 +24,8 @@
 #include "himari/quality.h"
 
 #include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json_scan.h"
@@ -57,59 +59,20 @@ static const unsigned k_holds[HM_QCODE_COUNT] = {
 #undef HM_QCODE_HOLDS_
 };
 
-/* The codes in byte order of their names, for the binary search of hm_qcode_by_name_n().
- * The preprocessor cannot sort, so this list is kept by hand: the count is asserted here
- * and the order by test_quality (every name must find its own code). */
-static const uint8_t k_by_name[] = {
-    HM_Q_CROSS_EXCHANGE_DEVIATION,
-    HM_Q_DELAYED_DATA,
-    HM_Q_DUPLICATE_TIMESTAMP,
-    HM_Q_DUPLICATE_TRADE_ID,
-    HM_Q_EXCESSIVE_PRECISION,
-    HM_Q_EXTREME_PRICE_MOVE,
-    HM_Q_EXTREME_VOLUME_SPIKE,
-    HM_Q_FUTURE_TIMESTAMP,
-    HM_Q_INVALID_AMOUNT,
-    HM_Q_INVALID_EXCHANGE,
-    HM_Q_INVALID_PRICE,
-    HM_Q_INVALID_PRICE_NEGATIVE,
-    HM_Q_INVALID_SIDE,
-    HM_Q_INVALID_SYMBOL,
-    HM_Q_INVALID_SYMBOL_FORMAT,
-    HM_Q_INVALID_TIMESTAMP,
-    HM_Q_INVALID_TRADE_ID,
-    HM_Q_INVALID_TYPE,
-    HM_Q_INVALID_VOLUME,
-    HM_Q_INVALID_VOLUME_NEGATIVE,
-    HM_Q_LARGE_GAP,
-    HM_Q_LARGE_PRICE_MOVE,
-    HM_Q_LEVEL_SHIFT_CONFIRMED,
-    HM_Q_MISSING_ADDRESS,
-    HM_Q_MISSING_AMOUNT,
-    HM_Q_MISSING_ASSET,
-    HM_Q_MISSING_EXCHANGE,
-    HM_Q_MISSING_PRICE,
-    HM_Q_MISSING_SIDE,
-    HM_Q_MISSING_SYMBOL,
-    HM_Q_MISSING_TIMESTAMP,
-    HM_Q_MISSING_VOLUME,
-    HM_Q_NON_FINITE_PRICE,
-    HM_Q_NON_FINITE_VOLUME,
-    HM_Q_NOTIONAL_OUTLIER,
-    HM_Q_OUT_OF_ORDER,
-    HM_Q_PARSE_ERROR,
-    HM_Q_PRICE_ANOMALY,
-    HM_Q_SPIKE_REVERTED,
-    HM_Q_STALE_DATA,
-    HM_Q_TRADE_ID_GAP,
-    HM_Q_TRADE_ID_OUT_OF_ORDER,
-    HM_Q_UNKNOWN_EXCHANGE,
-    HM_Q_VOLUME_SPIKE,
-    HM_Q_ZERO_PRICE,
-    HM_Q_ZERO_VOLUME,
-};
-_Static_assert(HM_ARRAY_LEN(k_by_name) == HM_QCODE_COUNT,
-               "k_by_name must list every code of HM_QCODES once, in name order");
+/* The codes in byte order of their names, for the binary search of hm_qcode_by_name_n():
+ * sorted once, at the first lookup, so a code added to HM_QCODES needs nothing here. */
+static uint8_t k_by_name[HM_QCODE_COUNT];
+static pthread_once_t k_by_name_once = PTHREAD_ONCE_INIT;
+
+static int cmp_code_names(const void *a, const void *b) {
+    return strcmp(k_names[*(const uint8_t *)a], k_names[*(const uint8_t *)b]);
+}
+
+static void sort_names(void) {
+    for (unsigned c = 0; c < HM_QCODE_COUNT; c++)
+        k_by_name[c] = (uint8_t)c;
+    qsort(k_by_name, HM_QCODE_COUNT, sizeof(k_by_name[0]), cmp_code_names);
+}
 
 const char *hm_qcode_name(hm_qcode c) {
     assert((unsigned)c < HM_QCODE_COUNT);
@@ -128,6 +91,7 @@ unsigned hm_qcode_holds(hm_qcode c) {
 
 int hm_qcode_by_name_n(const char *s, size_t n) {
     if (!s) return -ENOENT;
+    pthread_once(&k_by_name_once, sort_names);
     size_t lo = 0, hi = HM_QCODE_COUNT;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
