@@ -78,7 +78,12 @@ static void schema_sections(const hm_service_schema *schema, void *cfg, hm_cfg_s
 
 /* An empty instance id means "this host": the transactional id and static group
  * membership need a name that a restart of the same instance gives again. */
+#define MAX_INSTANCE_ID 200 /* "<service>-<instance>" must fit a transactional id buffer */
+
 static int fill_instance_id(hm_service_config *base, hm_err *err) {
+    if (base->instance_id && strlen(base->instance_id) > MAX_INSTANCE_ID)
+        return hm_err_set(err, -EINVAL, "service.instance_id: longer than %d characters",
+                          MAX_INSTANCE_ID);
     if (base->instance_id && *base->instance_id) return 0;
     char host[256] = "";
     if (gethostname(host, sizeof(host) - 1) != 0 || !*host)
