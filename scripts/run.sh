@@ -21,19 +21,19 @@ LOG_DIR="$HIMARI_RUN_DIR/logs"
 SIM_RATE="${HIMARI_SIM_RATE:-2000}"
 SIM_ANOMALY_RATE="${HIMARI_SIM_ANOMALY_RATE:-0.01}"
 
-# The admin (HTTP) and gRPC ports of each service, offsets from the profile's base.
-admin_port() {
-	case "$1" in
-	ingest-validator) echo $((HIMARI_PORT_BASE + 81)) ;;
-	*) hm_die "no admin port assigned to $1" ;;
-	esac
+# The admin (HTTP) and gRPC ports of each service: its default ports (the HM_SERVICES table
+# in common/include/himari/service.h, as its generated config/<name>.example.yaml shows them,
+# admin 80NN and gRPC 90NN) moved into the profile's block: admin base+NN, gRPC base+100+NN.
+# So ingest-validator is 19081 and 19181 in the dev profile.
+default_port() {
+	local port
+	port="$(awk -v sect="$2:" '$0 == sect { on = 1; next } /^[a-z]/ { on = 0 }
+		on && $1 == "port:" { print $2; exit }' "config/$1.example.yaml" 2>/dev/null)"
+	[[ "$port" =~ ^[0-9]+$ ]] || hm_die "no $2.port for $1 in config/$1.example.yaml"
+	echo "$port"
 }
-grpc_port() {
-	case "$1" in
-	ingest-validator) echo $((HIMARI_PORT_BASE + 91)) ;;
-	*) hm_die "no gRPC port assigned to $1" ;;
-	esac
-}
+admin_port() { echo $((HIMARI_PORT_BASE + $(default_port "$1" admin) - 8000)); }
+grpc_port() { echo $((HIMARI_PORT_BASE + 100 + $(default_port "$1" grpc) - 9000)); }
 TOKEN_FILE="$HIMARI_RUN_DIR/secrets/grpc_token"
 
 # ensure_token - the bearer token for mutating gRPC calls (Pause, Drain, ...), made once.
