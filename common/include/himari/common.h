@@ -1,7 +1,7 @@
 /*
  * himari/common.h: what every module of common/ and every service shares.
  *
- * Conventions (see STYLE.md): functions return 0 or a negative errno-style
+ * Conventions (docs/CONVENTIONS.md): functions return 0 or a negative errno-style
  * code (-EINVAL, -ENOMEM, -EAGAIN, ...); a failure a person will read carries a
  * message in an hm_err naming the file, record or field and the reason.
  * Out-parameters come last.
