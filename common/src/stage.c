@@ -357,8 +357,10 @@ void hm_stage_send(hm_stage *st, const char *topic, int32_t partition, const voi
         hm_counter_inc(s->suppressed);
         return;
     }
+    /* Transactional shapes send only inside a unit; a sink's sends (dead letters) are
+     * awaited by its next offset commit whenever they are made. */
     assert(s->unit == HM_UNIT_OPEN || s->unit == HM_UNIT_DOOMED ||
-           (!transactional(s) && s->unit == HM_UNIT_COMMITTING));
+           (!transactional(s) && s->unit != HM_UNIT_FENCED));
     if (s->unit == HM_UNIT_DOOMED) {
         /* It would be aborted anyway; the record is processed again after the rewind. */
         if (hdrs) rd_kafka_headers_destroy(hdrs);
@@ -1011,7 +1013,8 @@ static void restore_state(hm_stage *st) {
     }
 }
 
-/* Abandon a restore in progress (revoked or stopping); what it loaded is dropped. */
+/* Abandon a restore in progress (revoked or stopping). What it loaded is dropped with
+ * the partitions (finish_revoke). */
 static void cancel_restore(hm_stage *st) {
     struct hm_stage_impl *s = st->impl;
     s->restore_gen++; /* lookups in flight find themselves abandoned */
@@ -1019,7 +1022,6 @@ static void cancel_restore(hm_stage *st) {
         hm_reader_close(s->restorer, NULL, NULL);
         s->restorer = NULL;
     }
-    drop_state(st);
 }
 
 /* ---- assignment and revocation ---------------------------------------------------- */
