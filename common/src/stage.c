@@ -36,6 +36,8 @@
 #define SINK_RETRY_MIN_MS          100
 #define SINK_RETRY_MAX_MS          5000
 #define PRODUCER_CLOSE_FLUSH_MS    10000
+/* A dead letter's key, headers and framing must fit beside its value in one message. */
+#define DLQ_HEADROOM_BYTES 16384
 
 /* A message that could not be enqueued yet (producer queue full). */
 typedef struct stash_msg {
@@ -73,6 +75,7 @@ struct hm_stage_impl {
     int64_t commit_interval_ms, commit_max_records, sweep_interval_ms, rebuild_window_ms;
     int64_t restore_timeout_ms;
     int transaction_timeout_ms;
+    size_t dlq_max_bytes; /* a dead letter's value is cut to this (the producer's limit) */
     char txn_id[256];
 
     /* the two state machines and the holds */
@@ -125,6 +128,7 @@ struct hm_stage_impl {
     hm_gauge *unit_records_g;
     hm_histogram *input_age, *commit_age;
     hm_counter *suppressed, *sink_failures;
+    hm_counter *dead_letters, *dead_letters_truncated;
 };
 
 static void step(hm_stage *st);
@@ -373,7 +377,7 @@ void hm_stage_send(hm_stage *st, const char *topic, int32_t partition, const voi
 void hm_stage_send_dlq(hm_stage *st, const rd_kafka_message_t *m, const char *error) {
     struct hm_stage_impl *s = st->impl;
     assert(s->dlq_topic);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
     char num[32];
     rd_kafka_header_add(h, HM_DLQ_HEADER_ERROR, -1, error, -1);
     rd_kafka_header_add(h, HM_DLQ_HEADER_TOPIC, -1, rd_kafka_topic_name(m->rkt), -1);
@@ -381,8 +385,24 @@ void hm_stage_send_dlq(hm_stage *st, const rd_kafka_message_t *m, const char *er
     rd_kafka_header_add(h, HM_DLQ_HEADER_PARTITION, -1, num, -1);
     snprintf(num, sizeof(num), "%lld", (long long)m->offset);
     rd_kafka_header_add(h, HM_DLQ_HEADER_OFFSET, -1, num, -1);
-    hm_stage_send(st, s->dlq_topic, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, m->len,
-                  h, 0);
+    size_t len = m->len;
+    if (len > s->dlq_max_bytes) {
+        /* A record the producer cannot forward whole would fail its send, abort the unit
+         * and be read again forever: one record would stop the stream. Keep its first
+         * bytes and say so; the whole of it stays at its source for the retention. */
+        len = s->dlq_max_bytes;
+        rd_kafka_header_add(h, HM_DLQ_HEADER_TRUNCATED, -1, "true", -1);
+        snprintf(num, sizeof(num), "%zu", m->len);
+        rd_kafka_header_add(h, HM_DLQ_HEADER_ORIGINAL_BYTES, -1, num, -1);
+        hm_counter_inc(s->dead_letters_truncated);
+        hm_log_limited(HM_LOG_WARN, "dead_letter_truncated", 60,
+                       HM_LS("topic", rd_kafka_topic_name(m->rkt)),
+                       HM_LI("partition", m->partition), HM_LI("offset", m->offset),
+                       HM_LI("bytes", m->len), HM_LI("kept", len));
+    }
+    hm_counter_inc(s->dead_letters);
+    hm_stage_send(st, s->dlq_topic, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, len, h,
+                  0);
 }
 
 void hm_stage_send_changelog(hm_stage *st, int32_t partition, const void *key, size_t key_len,
@@ -1270,6 +1290,15 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
         "Age of a transaction's oldest record when the transaction committed: the longest "
         "a record of it waited to become visible downstream.",
         NULL, hm_latency_buckets, hm_latency_buckets_n));
+    snprintf(name, sizeof(name), "%s_dead_letters_total", prefix);
+    s->dead_letters = hm_metrics_counter_child(
+        hm_metrics_counter(m, name, "Input records put on the dead-letter topic.", NULL));
+    snprintf(name, sizeof(name), "%s_dead_letters_truncated_total", prefix);
+    s->dead_letters_truncated = hm_metrics_counter_child(hm_metrics_counter(
+        m, name,
+        "Dead letters cut to the producer's message size (headers give the original size; the "
+        "whole record stays at its source offset).",
+        NULL));
     if (s->shape == HM_STAGE_REBUILD) {
         snprintf(name, sizeof(name), "%s_rebuild_sends_suppressed_total", prefix);
         s->suppressed = hm_metrics_counter_child(hm_metrics_counter(
@@ -1281,6 +1310,18 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
             hm_metrics_counter(m, name, "Sink flushes that failed and were retried.", NULL));
     }
     return st;
+}
+
+/* The largest dead-letter value the producer accepts whole: its message.max.bytes
+ * (librdkafka's default 1,000,000, or what kafka.properties set) less the headroom. */
+static size_t dlq_limit(hm_producer *p) {
+    char buf[32];
+    size_t n = sizeof(buf);
+    long long max = 1000000;
+    if (rd_kafka_conf_get(rd_kafka_conf(hm_producer_rk(p)), "message.max.bytes", buf, &n) ==
+        RD_KAFKA_CONF_OK)
+        max = atoll(buf);
+    return max > 2 * DLQ_HEADROOM_BYTES ? (size_t)(max - DLQ_HEADROOM_BYTES) : DLQ_HEADROOM_BYTES;
 }
 
 int hm_stage_start(hm_stage *st, hm_err *err) {
@@ -1307,6 +1348,7 @@ int hm_stage_start(hm_stage *st, hm_err *err) {
                                .on_fatal = on_consumer_fatal};
     int rc = hm_producer_new(st->loop, kc, &po, &ph, st, st->svc->metrics, &s->producer, err);
     if (rc) return rc;
+    s->dlq_max_bytes = dlq_limit(s->producer);
     rc = hm_consumer_new(st->loop, kc, &co, &ch, st, st->svc->metrics, &s->consumer, err);
     if (rc) {
         hm_producer_close(s->producer, 0, NULL, NULL);

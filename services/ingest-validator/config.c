@@ -57,8 +57,11 @@ static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
     {"checks.valid_exchanges", HM_CFG_STR_LIST, CC(valid_exchanges),
      "[binance, kraken, bybit, deribit, coinbase]", RL, 0, -1,
      "lower-case exchange names; ticks of others are UNKNOWN_EXCHANGE and get no state"},
-    {"checks.max_record_bytes", HM_CFG_INT, CC(max_record_bytes), "65536", RL, 64, 67108864,
-     "bytes: a longer record is a PARSE_ERROR (its bytes go to the DLQ)"},
+    /* At most 131072: a rejected record is embedded in its quality record escaped (up to
+     * 6 bytes a byte), and that must fit one Kafka message (1,000,000 bytes). */
+    {"checks.max_record_bytes", HM_CFG_INT, CC(max_record_bytes), "65536", RL, 64, 131072,
+     "bytes: a longer record is a PARSE_ERROR (its bytes go to the DLQ, cut to the producer's "
+     "message size)"},
     {"checks.large_gap_ms", HM_CFG_INT, CC(large_gap_ms), "60000", RL, 1, 7 * DAY_MS,
      "ms: LARGE_GAP when a tick follows its (exchange, symbol)'s previous one by more"},
     {"checks.stale_ms", HM_CFG_INT, CC(stale_ms), "30000", RL, 1, DAY_MS,

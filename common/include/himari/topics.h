@@ -27,6 +27,10 @@
 #define HM_DLQ_HEADER_TOPIC     "himari.source.topic" /* where the bytes were read */
 #define HM_DLQ_HEADER_PARTITION "himari.source.partition"
 #define HM_DLQ_HEADER_OFFSET    "himari.source.offset"
+/* Present when the value is only the record's first bytes (it was larger than a message
+ * may be): the whole record stays at its source coordinates for the topic's retention. */
+#define HM_DLQ_HEADER_TRUNCATED      "himari.truncated"
+#define HM_DLQ_HEADER_ORIGINAL_BYTES "himari.original_bytes"
 
 typedef struct hm_topic_config {
     const char *name;

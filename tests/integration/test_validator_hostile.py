@@ -1,0 +1,73 @@
+"""The ingest-validator on the real broker against input and situations meant to stop it:
+a record too large to forward, a corrupt batch, a broker that stops answering during a
+stop, a changelog with a transaction left open. Each test says what the stream must do:
+keep going, keep the bad part, lose nothing."""
+import json
+
+import pytest
+from confluent_kafka import Producer
+
+from conftest import consume_all
+from validator_env import Topics
+
+BIG = 1_020_000  # bytes: above librdkafka's 1,000,000 message.max.bytes, below the broker's
+
+
+@pytest.fixture
+def topics(admin):
+    t = Topics(admin)
+    yield t
+    t.delete()
+
+
+def tick(i: int, symbol: str = "BTC/USDT", exchange: str = "binance") -> bytes:
+    return json.dumps({"timestamp": 1_700_000_000_000 + i * 10, "symbol": symbol,
+                       "exchange": exchange, "price": 37_000 + (i % 7), "volume": 0.5,
+                       "trade_id": 1000 + i, "side": "buy"}).encode()
+
+
+def produce(bootstrap: str, topic: str, values, key: bytes = b"BTC/USDT"):
+    """In order, to one partition (one key), with a producer allowed large messages."""
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                  "message.max.bytes": 2_000_000, "linger.ms": 5})
+    failed = []
+    for v in values:
+        p.produce(topic, v, key=key, on_delivery=lambda err, _m: err and failed.append(err))
+    assert p.flush(60) == 0
+    assert not failed, failed
+
+
+def test_a_record_too_large_to_forward_whole_is_kept_cut_and_the_ticks_behind_it_come_out(
+        kafka, topics, service_factory):
+    svc = service_factory("ingest-validator", env=topics.env(kafka, "poison"))
+    svc.wait_ready()
+    big = b'{"symbol":"BTC/USDT","exchange":"binance","pad":"' + b"x" * BIG + b'"}'
+    ticks = [tick(i) for i in range(50)]
+    produce(kafka, topics.raw, [big] + ticks)
+
+    # One quality record per input record: the big one's (small, without its bytes) and
+    # every tick behind it on the same partition.
+    records = [json.loads(r) for r in consume_all(kafka, topics.quality, 51, timeout=90)]
+    assert len(records) == 51, svc.tail()
+    rejected = [r for r in records if "PARSE_ERROR" in r["issues"]]
+    assert len(rejected) == 1
+    assert rejected[0]["original_data"] is None and rejected[0]["original_bytes"] == len(big)
+    assert sorted(int(r["trade_id"]) for r in records if r["trade_id"]) == \
+        [1000 + i for i in range(50)]
+
+    # The big one is on the DLQ, cut to what one message may hold, and says so.
+    dlq = consume_all(kafka, topics.dlq, 1, timeout=30, with_meta=True)
+    assert len(dlq) == 1
+    value, _key, _part, _off, headers = dlq[0]
+    h = dict(headers)
+    assert h["himari.truncated"] == b"true"
+    assert int(h["himari.original_bytes"]) == len(big)
+    assert h["himari.source.topic"].decode() == topics.raw
+    assert int(h["himari.source.offset"]) == 0
+    assert 900_000 < len(value) < len(big) and big.startswith(value)
+
+    assert svc.metric("himari_validator_dead_letters_truncated_total") == 1
+    assert svc.metric("himari_validator_dead_letters_total") == 1
+    assert svc.metric("himari_validator_issues_total", 'code="PARSE_ERROR"') == 1
+    assert svc.metric("himari_validator_records_total") == 51
+    assert svc.stop() == 0, svc.tail()
