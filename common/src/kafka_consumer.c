@@ -166,6 +166,23 @@ static void on_rebalance(hm_consumer *c, rd_kafka_event_t *ev) {
     }
 }
 
+/* Records of one of our partitions that will never be delivered: the owner keeps the
+ * gap, since the next record moves the position past it. */
+static void consume_error(hm_consumer *c, const char *topic, int32_t partition, int64_t offset,
+                          rd_kafka_resp_err_t err, const char *reason) {
+    /* Only errors about records: an unreadable batch (librdkafka 2.0 fetches it again
+     * and again: the partition is stuck until the owner skips it) or an offset reset
+     * (records gone). Others (an unknown topic, a transport error) lose nothing and are
+     * retried by librdkafka. */
+    bool about_records =
+        err == RD_KAFKA_RESP_ERR__BAD_MSG || err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION ||
+        err == RD_KAFKA_RESP_ERR_INVALID_MSG || err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET;
+    if (!about_records || !c->h.on_consume_error || c->closing || partition < 0 ||
+        !find_part(c, topic, partition))
+        return;
+    c->h.on_consume_error(c, topic, partition, offset, err, reason, c->ud);
+}
+
 static void on_fetch(hm_consumer *c, rd_kafka_event_t *ev) {
     const rd_kafka_message_t *m;
     while ((m = rd_kafka_event_message_next(ev))) {
@@ -175,8 +192,11 @@ static void on_fetch(hm_consumer *c, rd_kafka_event_t *ev) {
                 hm_metrics_counter_child(c->km.errors, c->client, rd_kafka_err2name(m->err)));
             hm_log_limited(HM_LOG_WARN, "kafka_consume_error", 60, HM_LS("client", c->client),
                            HM_LS("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : ""),
-                           HM_LI("partition", m->partition),
+                           HM_LI("partition", m->partition), HM_LI("offset", m->offset),
                            HM_LS("error", rd_kafka_message_errstr(m)));
+            if (m->rkt)
+                consume_error(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->err,
+                              rd_kafka_message_errstr(m));
             continue;
         }
         /* Leaving the group: undelivered messages are not ours any more; the
@@ -204,6 +224,27 @@ static void consumer_on_event(hm_kq *kq, rd_kafka_event_t *ev) {
         case RD_KAFKA_EVENT_REBALANCE:
             on_rebalance(c, ev);
             break;
+        case RD_KAFKA_EVENT_ERROR: {
+            /* A partition's read failed (a corrupt or undecompressable batch, an offset
+             * reset): the event API gives it as an error event naming the partition. */
+            rd_kafka_topic_partition_t *tp = rd_kafka_event_topic_partition(ev);
+            if (tp && rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                hm_counter_inc(hm_metrics_counter_child(
+                    c->km.errors, c->client, rd_kafka_err2name(rd_kafka_event_error(ev))));
+                hm_log_limited(HM_LOG_WARN, "kafka_consume_error", 60, HM_LS("client", c->client),
+                               HM_LS("topic", tp->topic), HM_LI("partition", tp->partition),
+                               HM_LI("offset", tp->offset),
+                               HM_LS("error", rd_kafka_event_error_string(ev)));
+                consume_error(c, tp->topic, tp->partition, tp->offset, rd_kafka_event_error(ev),
+                              rd_kafka_event_error_string(ev));
+            } else if (hm_kafka_common_event(c->rk, c->client, &c->km, ev, reason, sizeof(reason),
+                                             &fatal) &&
+                       fatal && c->h.on_fatal) {
+                c->h.on_fatal(c, reason, c->ud);
+            }
+            if (tp) rd_kafka_topic_partition_destroy(tp);
+            break;
+        }
         case RD_KAFKA_EVENT_OFFSET_COMMIT:
             if (rd_kafka_event_error(ev))
                 hm_log_warn("kafka_commit_failed", HM_LS("client", c->client),
@@ -348,6 +389,23 @@ int hm_consumer_offsets(hm_consumer *c, hm_offsets_op op,
         return rc;
     }
     c->queries_active++;
+    return 0;
+}
+
+int hm_consumer_skip_to(hm_consumer *c, const char *topic, int32_t partition, int64_t offset) {
+    part_state *ps = find_part(c, topic, partition);
+    if (!ps) return -ENOENT;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 0); /* 0: asynchronous */
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        hm_log_error("kafka_seek_failed", HM_LS("client", c->client), HM_LS("topic", topic),
+                     HM_LI("partition", partition), HM_LS("error", rd_kafka_error_string(e)));
+        rd_kafka_error_destroy(e);
+        return -EIO;
+    }
+    ps->position = offset;
     return 0;
 }
 

@@ -128,7 +128,7 @@ struct hm_stage_impl {
     hm_gauge *unit_records_g;
     hm_histogram *input_age, *commit_age;
     hm_counter *suppressed, *sink_failures;
-    hm_counter *dead_letters, *dead_letters_truncated;
+    hm_counter *dead_letters, *dead_letters_truncated, *consume_errors;
 };
 
 static void step(hm_stage *st);
@@ -374,17 +374,26 @@ void hm_stage_send(hm_stage *st, const char *topic, int32_t partition, const voi
                       (flags & HM_STAGE_SEND_OUTPUT) ? &k_output_mark : NULL);
 }
 
-void hm_stage_send_dlq(hm_stage *st, const rd_kafka_message_t *m, const char *error) {
-    struct hm_stage_impl *s = st->impl;
-    assert(s->dlq_topic);
+/* The headers of a dead letter: why, and where the record is. */
+static rd_kafka_headers_t *dlq_headers(const char *error, const char *topic, int32_t partition,
+                                       int64_t offset) {
     rd_kafka_headers_t *h = rd_kafka_headers_new(6);
     char num[32];
     rd_kafka_header_add(h, HM_DLQ_HEADER_ERROR, -1, error, -1);
-    rd_kafka_header_add(h, HM_DLQ_HEADER_TOPIC, -1, rd_kafka_topic_name(m->rkt), -1);
-    snprintf(num, sizeof(num), "%d", (int)m->partition);
+    rd_kafka_header_add(h, HM_DLQ_HEADER_TOPIC, -1, topic, -1);
+    snprintf(num, sizeof(num), "%d", (int)partition);
     rd_kafka_header_add(h, HM_DLQ_HEADER_PARTITION, -1, num, -1);
-    snprintf(num, sizeof(num), "%lld", (long long)m->offset);
+    snprintf(num, sizeof(num), "%lld", (long long)offset);
     rd_kafka_header_add(h, HM_DLQ_HEADER_OFFSET, -1, num, -1);
+    return h;
+}
+
+void hm_stage_send_dlq(hm_stage *st, const rd_kafka_message_t *m, const char *error) {
+    struct hm_stage_impl *s = st->impl;
+    assert(s->dlq_topic);
+    rd_kafka_headers_t *h =
+        dlq_headers(error, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+    char num[32];
     size_t len = m->len;
     if (len > s->dlq_max_bytes) {
         /* A record the producer cannot forward whole would fail its send, abort the unit
@@ -833,6 +842,52 @@ static void on_message(hm_consumer *c, const rd_kafka_message_t *m, void *ud) {
     }
     st->ops->process(st, &rec);
     if (s->unit_records >= (uint64_t)s->commit_max_records) update_holds(st);
+}
+
+/*
+ * Records the consumer could not read (a corrupt batch, a failed decompression, an
+ * offset reset past deleted records): the next record moves the position past them, so
+ * the gap is kept here, as a dead letter without a value naming the error, topic,
+ * partition and offset, in the unit that moves the offset. Without a DLQ the gap
+ * cannot be kept, and the stage stops rather than skip it.
+ */
+static void on_consume_error(hm_consumer *c, const char *topic, int32_t partition, int64_t offset,
+                             rd_kafka_resp_err_t err, const char *reason, void *ud) {
+    hm_stage *st = ud;
+    struct hm_stage_impl *s = st->impl;
+    char why[400];
+    snprintf(why, sizeof(why), "consume error %s: %s", rd_kafka_err2name(err), reason);
+    hm_counter_inc(s->consume_errors);
+    set_error(st, "consume", why);
+    hm_log_error("records_unreadable", HM_LS("topic", topic), HM_LI("partition", partition),
+                 HM_LI("offset", offset), HM_LS("error", why));
+    if (!s->dlq_topic) {
+        hm_service_stop(st->svc, 1);
+        return;
+    }
+    if (s->state != HM_STAGE_RUNNING) return; /* not ours to commit any more: read again */
+    /* The error names the batch's first offset; when the batch starts before our
+     * position (we skipped into it), the record that cannot be read is at the position.
+     * (After a seek librdkafka drops the errors of fetches made before it.) */
+    int64_t pos = hm_consumer_position(c, topic, partition);
+    if (offset >= 0 && pos > offset) offset = pos;
+    part_info *pi = find_part(s, partition);
+    bool rebuilding = pi && pi->rebuild_until >= 0 && offset >= 0 && offset < pi->rebuild_until;
+    /* The gap goes with the unit that moves the offset past it (when rebuilding, it went
+     * with the unit that first read these offsets). */
+    if (!rebuilding) {
+        if (s->unit == HM_UNIT_NONE && begin_unit(st) != 0) return;
+        if (s->unit == HM_UNIT_DOOMED) return; /* read again after the rewind */
+        hm_counter_inc(s->dead_letters);
+        send_now_or_stash(st, s->dlq_topic, RD_KAFKA_PARTITION_UA, NULL, 0, NULL, 0,
+                          dlq_headers(why, topic, partition, offset), NULL);
+    }
+    /* librdkafka would fetch the unreadable batch again and again: go on after it, one
+     * offset at a time (each offset of a batch gets its gap record). An offset reset has
+     * moved on by itself. */
+    if (err != RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && offset >= 0 &&
+        hm_consumer_skip_to(c, topic, partition, offset + 1) != 0)
+        hm_stage_fail_unit(st, "cannot seek past unreadable records");
 }
 
 static void on_batch_end(hm_consumer *c, void *ud) {
@@ -1293,6 +1348,12 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
     snprintf(name, sizeof(name), "%s_dead_letters_total", prefix);
     s->dead_letters = hm_metrics_counter_child(
         hm_metrics_counter(m, name, "Input records put on the dead-letter topic.", NULL));
+    snprintf(name, sizeof(name), "%s_consume_errors_total", prefix);
+    s->consume_errors = hm_metrics_counter_child(hm_metrics_counter(
+        m, name,
+        "Input records that could not be read (corrupt batch, decompression, offset reset); "
+        "each gap is kept as a dead letter without a value.",
+        NULL));
     snprintf(name, sizeof(name), "%s_dead_letters_truncated_total", prefix);
     s->dead_letters_truncated = hm_metrics_counter_child(hm_metrics_counter(
         m, name,
@@ -1345,7 +1406,8 @@ int hm_stage_start(hm_stage *st, hm_err *err) {
                                .on_batch_end = on_batch_end,
                                .on_assign = on_assign,
                                .on_revoke = on_revoke,
-                               .on_fatal = on_consumer_fatal};
+                               .on_fatal = on_consumer_fatal,
+                               .on_consume_error = on_consume_error};
     int rc = hm_producer_new(st->loop, kc, &po, &ph, st, st->svc->metrics, &s->producer, err);
     if (rc) return rc;
     s->dlq_max_bytes = dlq_limit(s->producer);

@@ -3,11 +3,12 @@ a record too large to forward, a corrupt batch, a broker that stops answering du
 stop, a changelog with a transaction left open. Each test says what the stream must do:
 keep going, keep the bad part, lose nothing."""
 import json
+import struct
 
 import pytest
 from confluent_kafka import Producer
 
-from conftest import consume_all
+from conftest import RUN_DIR, consume_all
 from validator_env import Topics
 
 BIG = 1_020_000  # bytes: above librdkafka's 1,000,000 message.max.bytes, below the broker's
@@ -70,4 +71,62 @@ def test_a_record_too_large_to_forward_whole_is_kept_cut_and_the_ticks_behind_it
     assert svc.metric("himari_validator_dead_letters_total") == 1
     assert svc.metric("himari_validator_issues_total", 'code="PARSE_ERROR"') == 1
     assert svc.metric("himari_validator_records_total") == 51
+    assert svc.stop() == 0, svc.tail()
+
+
+def batches(segment: bytes):
+    """(base offset, start, end) of each record batch of a Kafka log segment."""
+    out, pos = [], 0
+    while pos + 12 <= len(segment):
+        base, length = struct.unpack(">qi", segment[pos:pos + 12])
+        out.append((base, pos, pos + 12 + length))
+        pos += 12 + length
+    return out
+
+
+def test_a_corrupt_batch_is_kept_as_a_gap_in_the_dlq_and_the_stream_goes_on(
+        kafka, topics, service_factory):
+    # Twenty ticks on one partition, gzip: offsets 0-9 one batch each, 10-14 in one batch,
+    # 15-19 one batch each. Then the five-record batch's gzip trailer is changed in the
+    # broker's log segment, as a bad disk or a bad copy would leave it: the batch no longer
+    # decompresses (the broker does not look on reads), and librdkafka fetches it again
+    # and again.
+    p = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "linger.ms": 200,
+                  "compression.type": "gzip"})
+    partitions = []
+    for i in range(20):
+        p.produce(topics.raw, tick(i), key=b"BTC/USDT",
+                  on_delivery=lambda err, m: partitions.append(m.partition()))
+        if not 10 <= i < 14:
+            assert p.flush(30) == 0
+    assert len(set(partitions)) == 1 and len(partitions) == 20
+    segment = RUN_DIR / "kafka" / "data" / f"{topics.raw}-{partitions[0]}" / \
+        "00000000000000000000.log"
+    found = {b[0]: b for b in batches(segment.read_bytes())}
+    assert sorted(found) == list(range(11)) + list(range(15, 20)), sorted(found)
+    _base, _start, end = found[10]
+    with open(segment, "r+b") as f:
+        f.seek(end - 1)  # the last byte of the gzip member: its ISIZE
+        last = f.read(1)
+        f.seek(end - 1)
+        f.write(bytes([last[0] ^ 0xFF]))
+
+    svc = service_factory("ingest-validator", env=topics.env(kafka, "gzip"))
+    svc.wait_ready()
+    records = [json.loads(r) for r in consume_all(kafka, topics.quality, 15, timeout=60)]
+    assert sorted(int(r["trade_id"]) for r in records) == \
+        [1000 + i for i in range(20) if not 10 <= i < 15], svc.tail()
+    # The unreadable records are not silently skipped: each offset's gap is on the DLQ.
+    dlq = consume_all(kafka, topics.dlq, 5, timeout=30, with_meta=True)
+    assert len(dlq) == 5, svc.tail()
+    gaps = []
+    for value, _key, _part, _off, headers in dlq:
+        h = dict(headers)
+        assert not value
+        assert b"consume error" in h["himari.error"], h
+        assert h["himari.source.topic"].decode() == topics.raw
+        assert int(h["himari.source.partition"]) == partitions[0]
+        gaps.append(int(h["himari.source.offset"]))
+    assert sorted(gaps) == [10, 11, 12, 13, 14]
+    assert svc.metric("himari_validator_consume_errors_total") == 5
     assert svc.stop() == 0, svc.tail()

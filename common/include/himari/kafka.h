@@ -69,6 +69,15 @@ typedef struct hm_consumer_handlers {
     void (*on_revoke)(hm_consumer *c, const rd_kafka_topic_partition_list_t *parts, void *ud);
     /** The client hit a fatal error and cannot go on; reason names it. */
     void (*on_fatal)(hm_consumer *c, const char *reason, void *ud);
+    /**
+     * Records of one of our partitions could not be read (a batch that fails to
+     * decompress or parse, an offset reset past records the broker deleted): err and
+     * reason say why, offset where (-1 when librdkafka did not say). The consumer goes
+     * on after them, so the owner must keep the gap (e.g. a dead letter) before the
+     * next offset it commits. NULL: logged and counted only.
+     */
+    void (*on_consume_error)(hm_consumer *c, const char *topic, int32_t partition, int64_t offset,
+                             rd_kafka_resp_err_t err, const char *reason, void *ud);
 } hm_consumer_handlers;
 
 typedef struct hm_consumer_opts {
@@ -121,6 +130,14 @@ bool hm_consumer_paused(const hm_consumer *c);
  */
 void hm_consumer_hold(hm_consumer *c);
 void hm_consumer_release(hm_consumer *c);
+
+/**
+ * @brief Go on at offset, past records that cannot be read (after on_consume_error
+ * kept their gap): seek there and make it the position, so the next commit covers the
+ * gap. -ENOENT when the partition is not assigned.
+ */
+int hm_consumer_skip_to(hm_consumer *c, const char *topic, int32_t partition,
+                        int64_t offset) HM_MUST_CHECK;
 
 /**
  * @brief Next offset to deliver for a partition (last delivered + 1), or
