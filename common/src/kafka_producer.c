@@ -21,7 +21,7 @@
 #include "himari/log.h"
 #include "kafka_int.h"
 
-#define TXN_OP_TIMEOUT_MS 30000
+#define DEFAULT_TXN_OP_TIMEOUT_MS 30000
 
 typedef struct topic_ref {
     char *name;
@@ -42,6 +42,7 @@ struct hm_producer {
     bool want_writable;
     bool fatal;
     size_t outstanding;
+    int txn_op_timeout_ms;
 
     topic_ref *topics;
     size_t n_topics;
@@ -70,6 +71,7 @@ typedef struct txn_work {
     hm_txn_cb cb;
     void *ud;
     uint64_t t0;
+    int timeout_ms;
     hm_txn_result res;
 } txn_work;
 
@@ -178,6 +180,8 @@ int hm_producer_new(uv_loop_t *loop, const hm_kafka_config *kc, const hm_produce
     p->ud = ud;
     p->transactional = o->transactional_id != NULL;
     snprintf(p->client, sizeof(p->client), "%s", o->client_id ? o->client_id : "himari");
+    p->txn_op_timeout_ms =
+        o->txn_op_timeout_ms > 0 ? o->txn_op_timeout_ms : DEFAULT_TXN_OP_TIMEOUT_MS;
     hm_kafka_metrics_init(&p->km, m);
     p->produced_f = hm_metrics_counter(m, "himari_kafka_messages_produced_total",
                                        "Messages the broker acknowledged, by topic.", "topic");
@@ -208,6 +212,10 @@ size_t hm_producer_outstanding(const hm_producer *p) {
 }
 bool hm_producer_txn_busy(const hm_producer *p) {
     return p->txn_busy;
+}
+
+void hm_producer_set_txn_op_timeout(hm_producer *p, int timeout_ms) {
+    p->txn_op_timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TXN_OP_TIMEOUT_MS;
 }
 
 int hm_producer_send(hm_producer *p, const char *topic, int32_t partition, const void *key,
@@ -251,16 +259,15 @@ static void txn_work_run(uv_work_t *req) {
     rd_kafka_error_t *e = NULL;
     switch (w->op) {
         case TXN_INIT:
-            e = rd_kafka_init_transactions(rk, TXN_OP_TIMEOUT_MS);
+            e = rd_kafka_init_transactions(rk, w->timeout_ms);
             break;
         case TXN_COMMIT:
             if (w->offsets && w->offsets->cnt > 0)
-                e = rd_kafka_send_offsets_to_transaction(rk, w->offsets, w->cgmd,
-                                                         TXN_OP_TIMEOUT_MS);
-            if (!e) e = rd_kafka_commit_transaction(rk, TXN_OP_TIMEOUT_MS);
+                e = rd_kafka_send_offsets_to_transaction(rk, w->offsets, w->cgmd, w->timeout_ms);
+            if (!e) e = rd_kafka_commit_transaction(rk, w->timeout_ms);
             break;
         case TXN_ABORT:
-            e = rd_kafka_abort_transaction(rk, TXN_OP_TIMEOUT_MS);
+            e = rd_kafka_abort_transaction(rk, w->timeout_ms);
             break;
     }
     txn_result_from(&w->res, e);
@@ -298,6 +305,7 @@ static int txn_start(hm_producer *p, int op, const rd_kafka_topic_partition_list
     w->cb = cb;
     w->ud = ud;
     w->t0 = hm_mono_ns();
+    w->timeout_ms = p->txn_op_timeout_ms;
     if (offsets) w->offsets = rd_kafka_topic_partition_list_copy(offsets);
     if (cgmd) {
         /* Copy through the serialised form: the API has no copy function. */

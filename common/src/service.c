@@ -263,7 +263,11 @@ void hm_service_add_grpc(hm_service *s, const ProtobufCServiceDescriptor *svc,
 }
 
 void hm_service_stop(hm_service *s, int exit_code) {
-    if (s->stopping) return;
+    if (s->stopping) {
+        /* A failure during the stop still makes the exit status say so. */
+        if (exit_code > s->exit_code) s->exit_code = exit_code;
+        return;
+    }
     s->stopping = true;
     s->exit_code = exit_code;
     hm_log_info("service_stopping", HM_LI("exit_code", exit_code));

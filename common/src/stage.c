@@ -75,7 +75,8 @@ struct hm_stage_impl {
     int64_t commit_interval_ms, commit_max_records, sweep_interval_ms, rebuild_window_ms;
     int64_t restore_timeout_ms;
     int transaction_timeout_ms;
-    size_t dlq_max_bytes; /* a dead letter's value is cut to this (the producer's limit) */
+    uint64_t drain_deadline_ms; /* loop time by which a stop must have committed */
+    size_t dlq_max_bytes;       /* a dead letter's value is cut to this (the producer's limit) */
     char txn_id[256];
 
     /* the two state machines and the holds */
@@ -534,6 +535,26 @@ static void unit_closed(hm_stage *st, hm_stage_unit next) {
 static void on_transaction_aborted(hm_producer *prod, const hm_txn_result *r, void *ud);
 static void rewind_consumer(hm_stage *st);
 
+/* What is left of the stop's time to commit, ms (at least 1 s). */
+static uint64_t drain_budget_ms(const hm_stage *st) {
+    uint64_t now = uv_now(st->loop);
+    uint64_t left = st->impl->drain_deadline_ms > now ? st->impl->drain_deadline_ms - now : 0;
+    return left > 1000 ? left : 1000;
+}
+
+/* A stop that cannot commit its last unit (the broker does not answer in time): say
+ * what is left uncommitted and close; the broker aborts that transaction (or the next
+ * instance's init fences it), and the records are read again by the next owner. */
+static void give_up_drain(hm_stage *st, const char *reason) {
+    struct hm_stage_impl *s = st->impl;
+    hm_log_error("drain_incomplete", HM_LI("records_not_committed", s->unit_records),
+                 HM_LS("unit", hm_stage_unit_name(s->unit)), HM_LS("reason", reason),
+                 HM_LS("note", "not committed, so nothing is lost: read again by the next owner"));
+    set_unit(st, HM_UNIT_FENCED); /* nothing more is committed */
+    hm_service_stop(st->svc, 1);
+    step(st);
+}
+
 /* DOOMED or COMMITTING(failed) -> ABORTING -> NONE, then the records are read again. */
 static void abort_unit_and_rewind(hm_stage *st) {
     struct hm_stage_impl *s = st->impl;
@@ -547,6 +568,8 @@ static void abort_unit_and_rewind(hm_stage *st) {
         return;
     }
     update_holds(st);
+    if (s->state == HM_STAGE_STOPPING)
+        hm_producer_set_txn_op_timeout(s->producer, (int)drain_budget_ms(st));
     if (hm_producer_txn_abort(s->producer, on_transaction_aborted, st) != 0) {
         hm_log_error("transaction_abort_failed_to_start");
         set_unit(st, HM_UNIT_FENCED);
@@ -559,6 +582,11 @@ static void on_transaction_aborted(hm_producer *prod, const hm_txn_result *r, vo
     struct hm_stage_impl *s = st->impl;
     if (s->unit == HM_UNIT_FENCED) {
         step(st);
+        return;
+    }
+    if (r->err && s->state == HM_STAGE_STOPPING) {
+        set_error(st, "abort_transaction", r->msg);
+        give_up_drain(st, r->msg);
         return;
     }
     if (r->err) {
@@ -606,6 +634,8 @@ static void commit_transaction(hm_stage *st) {
     }
     set_unit(st, HM_UNIT_COMMITTING);
     update_holds(st);
+    if (s->state == HM_STAGE_STOPPING)
+        hm_producer_set_txn_op_timeout(s->producer, (int)drain_budget_ms(st));
     rd_kafka_topic_partition_list_t *offsets = offsets_to_commit(st);
     rd_kafka_consumer_group_metadata_t *cgmd =
         offsets->cnt ? rd_kafka_consumer_group_metadata(hm_consumer_rk(s->consumer)) : NULL;
@@ -640,6 +670,10 @@ static void on_transaction_committed(hm_producer *prod, const hm_txn_result *r, 
         return;
     }
     set_error(st, "commit_transaction", r->msg);
+    if (s->state == HM_STAGE_STOPPING) {
+        give_up_drain(st, r->msg);
+        return;
+    }
     if (r->fatal) {
         hm_log_error("transaction_fatal", HM_LS("error", r->msg));
         set_unit(st, HM_UNIT_FENCED);
@@ -1228,7 +1262,11 @@ static void on_producer_closed(void *ud, size_t undelivered) {
 static void on_consumer_closed(void *ud) {
     hm_stage *st = ud;
     st->impl->consumer = NULL;
-    hm_producer_close(st->impl->producer, PRODUCER_CLOSE_FLUSH_MS, on_producer_closed, st);
+    /* The flush waits for delivery reports: never longer than the stop has left. */
+    uint64_t left = drain_budget_ms(st);
+    hm_producer_close(st->impl->producer,
+                      (int)(left < PRODUCER_CLOSE_FLUSH_MS ? left : PRODUCER_CLOSE_FLUSH_MS),
+                      on_producer_closed, st);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -1265,6 +1303,8 @@ static void drain_stage(hm_service *svc, void *ud) {
     hm_log_info("draining", HM_LS("state", hm_stage_state_name(s->state)),
                 HM_LS("unit", hm_stage_unit_name(s->unit)),
                 HM_LI("records_in_unit", s->unit_records));
+    /* Commit within four fifths of the service's stop timeout; the rest is for closing. */
+    s->drain_deadline_ms = uv_now(st->loop) + (uint64_t)st->svc->cfg->stop_timeout_ms * 4 / 5;
     if (s->state == HM_STAGE_RESTORING) cancel_restore(st);
     if (s->sink == SINK_RETRY_WAIT) {
         /* The sink is down: what it did not take is read again by the next owner. */
@@ -1389,8 +1429,10 @@ int hm_stage_start(hm_stage *st, hm_err *err) {
     struct hm_stage_impl *s = st->impl;
     const hm_kafka_config *kc = &st->svc->cfg->kafka;
     const char *instance = st->svc->cfg->instance_id;
+    /* No transaction call may block longer than a stop may take. */
     hm_producer_opts po = {.transactional_id = transactional(s) ? s->txn_id : NULL,
                            .transaction_timeout_ms = s->transaction_timeout_ms,
+                           .txn_op_timeout_ms = (int)(st->svc->cfg->stop_timeout_ms * 2 / 3),
                            .client_id = s->txn_id};
     hm_producer_handlers ph = {
         .on_delivery = on_delivery, .on_writable = on_writable, .on_fatal = on_producer_fatal};

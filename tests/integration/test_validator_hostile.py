@@ -3,7 +3,10 @@ a record too large to forward, a corrupt batch, a broker that stops answering du
 stop, a changelog with a transaction left open. Each test says what the stream must do:
 keep going, keep the bad part, lose nothing."""
 import json
+import os
+import signal
 import struct
+import time
 
 import pytest
 from confluent_kafka import Producer
@@ -130,3 +133,46 @@ def test_a_corrupt_batch_is_kept_as_a_gap_in_the_dlq_and_the_stream_goes_on(
     assert sorted(gaps) == [10, 11, 12, 13, 14]
     assert svc.metric("himari_validator_consume_errors_total") == 5
     assert svc.stop() == 0, svc.tail()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def test_a_stop_with_the_broker_not_answering_ends_in_time_and_says_what_it_left(
+        kafka, topics, service_factory):
+    env = topics.env(kafka, "frozen", extra={"HIMARI_SERVICE_STOP_TIMEOUT_MS": "15000",
+                                             "HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": "60000"})
+    svc = service_factory("ingest-validator", env=env)
+    svc.wait_ready()
+    produce(kafka, topics.raw, [tick(i) for i in range(20)])
+    wait_for(lambda: svc.metric("himari_validator_transaction_records") == 20, 30,
+             "20 records in the open transaction")
+
+    # The broker stops answering (its process frozen), then the service is told to stop.
+    broker = int((RUN_DIR / "kafka" / "kafka.pid").read_text())
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        svc.proc.send_signal(signal.SIGTERM)
+        code = svc.proc.wait(40)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    assert code == 1, svc.tail()  # the stop could not do its work, and says so
+    assert took < 15.5, f"took {took:.1f}s, beyond its own 15 s stop timeout"
+    left = [e for e in svc.log_events() if e.get("event") == "drain_incomplete"]
+    assert left and left[0]["records_not_committed"] == 20, svc.tail()
+
+    # Nothing was lost: never committed, the records are judged again, once.
+    again = service_factory("ingest-validator", env={**env,
+                                                     "HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": "5"})
+    again.wait_ready(timeout=90)
+    records = [json.loads(r) for r in consume_all(kafka, topics.quality, 20, timeout=90)]
+    assert sorted(int(r["trade_id"]) for r in records) == [1000 + i for i in range(20)]
+    assert again.stop() == 0, again.tail()

@@ -198,6 +198,7 @@ typedef struct hm_producer_opts {
     const char *transactional_id; /* NULL: idempotent producer without transactions */
     int transaction_timeout_ms;   /* 0: 10000; a dead instance's open transaction is
                                      aborted by the broker after this long */
+    int txn_op_timeout_ms;        /* 0: 30000; how long init/commit/abort may block */
     int linger_ms;                /* 0: 5 */
     const char *compression;      /* NULL: "snappy" (the seed's topics are snappy) */
     const char *client_id;        /* NULL: "himari" */
@@ -249,6 +250,8 @@ int hm_producer_txn_commit(hm_producer *p, const rd_kafka_topic_partition_list_t
                            void *ud) HM_MUST_CHECK;
 int hm_producer_txn_abort(hm_producer *p, hm_txn_cb cb, void *ud) HM_MUST_CHECK;
 bool hm_producer_txn_busy(const hm_producer *p);
+/** @brief How long the next transaction operations may block (e.g. what is left of a stop). */
+void hm_producer_set_txn_op_timeout(hm_producer *p, int timeout_ms);
 
 /**
  * @brief Flush (up to flush_timeout_ms), destroy and free p; done runs on the

@@ -164,7 +164,10 @@ void hm_service_set_ready(hm_service *s, hm_admin_ready_cb cb, void *ud);
 void hm_service_add_grpc(hm_service *s, const ProtobufCServiceDescriptor *svc,
                          const hm_grpc_method *methods, size_t n_methods, void *ud);
 
-/** @brief Begin a graceful stop, as a signal would, with this exit code. */
+/**
+ * @brief Begin a graceful stop, as a signal would, with this exit code. During a stop,
+ * a higher code replaces the exit status (the stop could not do all it should).
+ */
 void hm_service_stop(hm_service *s, int exit_code);
 /** @brief The service has stopped its own work: close the runtime's handles. */
 void hm_service_finish(hm_service *s);
