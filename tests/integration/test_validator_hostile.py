@@ -9,6 +9,7 @@ import struct
 import time
 
 import pytest
+import requests
 from confluent_kafka import Producer
 
 from conftest import RUN_DIR, consume_all
@@ -176,3 +177,58 @@ def test_a_stop_with_the_broker_not_answering_ends_in_time_and_says_what_it_left
     records = [json.loads(r) for r in consume_all(kafka, topics.quality, 20, timeout=90)]
     assert sorted(int(r["trade_id"]) for r in records) == [1000 + i for i in range(20)]
     assert again.stop() == 0, again.tail()
+
+
+def test_a_new_owner_waits_for_unresolved_transactions_before_it_trusts_the_changelog(
+        kafka, topics, service_factory):
+    """Stale restore: the changelog is read to its last stable offset, and an unresolved
+    transaction (here one left open, as a dead writer leaves it; equally the markers of a
+    commit still being written) hides what was committed after it. A new owner must not
+    resume from the committed offsets with the state before them."""
+    x = service_factory("ingest-validator", env=topics.env(kafka, "x"))
+    x.wait_ready()
+    # Find the partition of the symbol, then leave a transaction open on the changelog
+    # partition of the same number.
+    partitions = []
+    p = Producer({"bootstrap.servers": kafka, "enable.idempotence": True})
+    p.produce(topics.raw, tick(0), key=b"BTC/USDT",
+              on_delivery=lambda err, m: partitions.append(m.partition()))
+    assert p.flush(30) == 0
+    zombie = Producer({"bootstrap.servers": kafka, "transactional.id": f"zombie-{topics.group}",
+                       "transaction.timeout.ms": 120000})
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    zombie.produce(topics.changelog, b"{}", key=b"zombie|X/Y", partition=partitions[0])
+    assert zombie.flush(30) == 0
+
+    # The first owner judges 100 ticks and commits them, state and offsets, after it.
+    produce(kafka, topics.raw, [tick(i) for i in range(1, 100)])
+    assert len(consume_all(kafka, topics.quality, 100, timeout=60)) == 100
+    assert x.stop() == 0, x.tail()
+
+    # A second instance takes the partitions over. Its restore must not finish while
+    # the open transaction hides the first owner's state...
+    y = service_factory("ingest-validator", env=topics.env(kafka, "y"))
+
+    def readyz():
+        try:
+            return requests.get(y.url("/readyz"), timeout=2).text
+        except requests.RequestException:
+            return ""
+
+    # (x was a static member: its partitions move after its session timeout, 10 s)
+    wait_for(lambda: "restoring" in readyz(), 40, "y restoring its partitions")
+    time.sleep(3)
+    assert y.proc.poll() is None, y.tail()
+    assert "restoring" in readyz(), readyz()
+    assert any(e.get("event") == "reader_waiting_for_transactions" for e in y.log_events())
+    # ... and once it is resolved, the state is there: a repeated trade is a duplicate.
+    produce(kafka, topics.raw, [tick(99)])
+    zombie.abort_transaction(30)
+    y.wait_ready(timeout=60)
+    records = [json.loads(r) for r in consume_all(kafka, topics.quality, 101, timeout=60)]
+    assert len(records) == 101
+    last = [r for r in records if r["trade_id"] == "1099"]
+    assert len(last) == 2
+    assert any("DUPLICATE_TRADE_ID" in r["issues"] for r in last), last
+    assert y.stop() == 0, y.tail()
