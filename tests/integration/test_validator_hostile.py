@@ -232,3 +232,17 @@ def test_a_new_owner_waits_for_unresolved_transactions_before_it_trusts_the_chan
     assert len(last) == 2
     assert any("DUPLICATE_TRADE_ID" in r["issues"] for r in last), last
     assert y.stop() == 0, y.tail()
+
+
+def test_unreadable_changelog_records_are_counted_not_only_logged(kafka, topics,
+                                                                 service_factory):
+    produce(kafka, topics.changelog, [b"not a state record", b"{\"also\": \"not\"}"],
+            key=b"binance|BTC/USDT")
+    svc = service_factory("ingest-validator", env=topics.env(kafka, "badlog"))
+    svc.wait_ready()
+    assert svc.metric("himari_validator_changelog_unreadable_total") == 2
+    assert any(e.get("event") == "changelog_record_unreadable" for e in svc.log_events())
+    # The key starts over: its ticks are judged as those of a new key, and nothing stops.
+    produce(kafka, topics.raw, [tick(i) for i in range(5)])
+    assert len(consume_all(kafka, topics.quality, 5, timeout=60)) == 5
+    assert svc.stop() == 0, svc.tail()

@@ -323,8 +323,8 @@ static void cfg_sections(void *cfg, hm_cfg_section *out) {
 static const hm_service_schema k_schema = {sizeof(hm_service_config), HM_SERVICE_SECTIONS,
                                            cfg_sections, NULL};
 
-static void fixture_start(fixture *f, uv_loop_t *loop, const char *instance, hm_stage_opts *o,
-                          const hm_stage_ops *ops) {
+static void fixture_start_on(fixture *f, uv_loop_t *loop, const char *instance, hm_stage_opts *o,
+                             const hm_stage_ops *ops, const char *input_topic) {
     memset(f, 0, sizeof(*f));
     f->loop = loop;
     snprintf(f->cfg_path, sizeof(f->cfg_path), "/tmp/test_stage_XXXXXX");
@@ -346,7 +346,7 @@ static void fixture_start(fixture *f, uv_loop_t *loop, const char *instance, hm_
     if (hm_service_init(&f->svc, loop, "ingest-validator", &f->cfg, &err) != 0)
         fail_msg("%s", err.msg);
     hm_log_set_level(getenv("TEST_STAGE_LOG") ? HM_LOG_INFO : HM_LOG_WARN);
-    o->input_topic = IN_TOPIC;
+    o->input_topic = input_topic;
     o->group_id = o->group_id ? o->group_id : "g";
     o->commit_interval_ms = o->commit_interval_ms ? o->commit_interval_ms : 20;
     o->commit_max_records = o->commit_max_records ? o->commit_max_records : 1000;
@@ -358,6 +358,11 @@ static void fixture_start(fixture *f, uv_loop_t *loop, const char *instance, hm_
 
 static tsvc *T(fixture *f) {
     return (tsvc *)f->st;
+}
+
+static void fixture_start(fixture *f, uv_loop_t *loop, const char *instance, hm_stage_opts *o,
+                          const hm_stage_ops *ops) {
+    fixture_start_on(f, loop, instance, o, ops, IN_TOPIC);
 }
 
 /* After the stage finished: free what the fixture holds. */
@@ -644,6 +649,40 @@ test_a_fenced_producer_stops_the_stage_with_status_1_and_commits_nothing_more(vo
     close_loop(&loop);
 }
 
+static bool restored_once(void *ud) {
+    fixture *f = ud;
+    return T(f)->restored_calls == 1 && hm_stage_get_state(f->st) == HM_STAGE_RUNNING;
+}
+
+static void test_a_restore_reads_every_partition_however_many_there_are(void **state) {
+    /* More partitions than the old fixed bound of 256 (which truncated in silence). */
+    enum { MANY = 300 };
+    rd_kafka_mock_topic_create(g_mc, "many", MANY, 1);
+    rd_kafka_mock_topic_create(g_mc, "many.changelog", MANY, 1);
+    rd_kafka_t *p = plain_client(RD_KAFKA_PRODUCER, NULL);
+    for (int part = 0; part < MANY; part += 37) /* ..., 259, 296 */
+        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("many.changelog"),
+                                           RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_KEY("k", 1),
+                                           RD_KAFKA_V_VALUE("v", 1), RD_KAFKA_V_END),
+                         0);
+    assert_int_equal(rd_kafka_flush(p, 10000), 0);
+    rd_kafka_destroy(p);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    fixture f;
+    hm_stage_opts o = {.shape = HM_STAGE_CHANGELOG, .changelog_topic = "many.changelog"};
+    fixture_start_on(&f, &loop, "a", &o, &k_changelog_ops, "many");
+    assert_true(run_until(&loop, restored_once, &f, WAIT_MS));
+    assert_int_equal(T(&f)->restored_records, (MANY + 36) / 37); /* 9: every one of them */
+    rd_kafka_topic_partition_list_t *l = hm_consumer_assignment(hm_stage_consumer(f.st));
+    assert_non_null(l);
+    assert_int_equal(l->cnt, MANY);
+    rd_kafka_topic_partition_list_destroy(l);
+    stop_and_wait(&f);
+    fixture_free(&f);
+    close_loop(&loop);
+}
+
 /* ---- shape 2: rebuilt from the input ------------------------------------------------- */
 
 /* The group's committed offsets before the stage starts, as a previous owner left them. */
@@ -795,6 +834,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(
             test_a_fenced_producer_stops_the_stage_with_status_1_and_commits_nothing_more,
             mock_setup, mock_teardown),
+        cmocka_unit_test_setup_teardown(test_a_restore_reads_every_partition_however_many_there_are,
+                                        mock_setup, mock_teardown),
         cmocka_unit_test_setup_teardown(
             test_rebuild_replays_up_to_the_committed_offset_without_sending_then_goes_live,
             mock_setup, mock_teardown),
