@@ -74,6 +74,10 @@
 #define HM_GRPC_SLOTS 16
 /* Default request size limit (bytes) when the options give 0. */
 #define HM_GRPC_DEFAULT_MAX_REQUEST 65536
+/* Default cap on open streaming calls (WatchStatus, Health/Watch) in the whole
+ * process when the options give 0: an operator watches one or two services,
+ * a health checker holds one Watch. */
+#define HM_GRPC_DEFAULT_MAX_WATCH_STREAMS 16
 /* HTTP/2 streams one connection may have open at once; bounds what one
  * misbehaving client can make us hold. */
 #define HM_GRPC_MAX_STREAMS 256
@@ -141,6 +145,8 @@ struct hm_grpc_server {
     char *address; /* "127.0.0.1:9081", for logs */
     char *token;   /* NULL: none set */
     size_t max_request_bytes;
+    size_t max_streams; /* open streaming calls allowed (max_watch_streams) */
+    size_t n_streams;   /* streaming calls counted and not yet freed */
 
     /* Routing: pointers sorted by path (routes never move once added). */
     grpc_route **routes;
@@ -149,6 +155,8 @@ struct hm_grpc_server {
 
     hm_metric_family *calls_total;
     hm_metric_family *handling_seconds;
+    hm_gauge *streams_open;      /* himari_grpc_watch_streams */
+    hm_counter *streams_refused; /* himari_grpc_watch_streams_refused_total */
 
     grpc_slot slots[HM_GRPC_SLOTS];
     size_t n_armed;
@@ -202,6 +210,7 @@ struct hm_grpc_call {
     bool status_started;
     bool finish_pending;          /* finish asked while a send was in flight */
     bool recv_failed;             /* the request never arrived (see on_recv) */
+    bool stream_counted;          /* holds one of s->max_streams until freed */
     grpc_status_code status_code; /* the status we sent (or will send) */
     char *pending_msg;
 
@@ -380,6 +389,11 @@ static void call_free(hm_grpc_call *c) {
     grpc_metadata_array_destroy(&c->md);
     grpc_call_details_destroy(&c->details);
     grpc_call_unref(c->gc);
+    if (c->stream_counted) {
+        assert(s->n_streams > 0);
+        s->n_streams--;
+        hm_gauge_set(s->streams_open, (double)s->n_streams);
+    }
     free(c);
     assert(s->n_calls > 0);
     s->n_calls--;
@@ -650,12 +664,28 @@ static void on_new_call(hm_grpc_server *s, grpc_slot *slot, bool ok) {
                                         m ? (const char *)GRPC_SLICE_START_PTR(m->value) : NULL,
                                         m ? GRPC_SLICE_LENGTH(m->value) : 0);
         }
+        bool streaming = (r->flags & HM_GRPC_STREAMING) != 0;
         if (auth == GRPC_STATUS_UNAUTHENTICATED) {
             call_finish(c, auth, "missing or malformed bearer token");
         } else if (auth == GRPC_STATUS_PERMISSION_DENIED) {
             call_finish(c, auth,
                         s->token ? "wrong bearer token" : "no token configured on the server");
+        } else if (streaming && s->n_streams >= s->max_streams) {
+            /* Refused before the request is read: a flood of Watch calls costs
+             * a status each, never a timer or a Status message. */
+            hm_counter_inc(s->streams_refused);
+            hm_log_limited(HM_LOG_WARN, "grpc_watch_streams_exhausted", 6,
+                           HM_LS("method", r->path + 1), HM_LI("limit", (int64_t)s->max_streams));
+            char msg[128];
+            snprintf(msg, sizeof(msg), "too many open streams (grpc.max_watch_streams: %zu)",
+                     s->max_streams);
+            call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
         } else {
+            if (streaming) {
+                c->stream_counted = true;
+                s->n_streams++;
+                hm_gauge_set(s->streams_open, (double)s->n_streams);
+            }
             grpc_op recv_op;
             memset(&recv_op, 0, sizeof(recv_op));
             recv_op.op = GRPC_OP_RECV_MESSAGE;
@@ -951,6 +981,8 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
     s->max_request_bytes =
         opts->max_request_bytes ? opts->max_request_bytes : HM_GRPC_DEFAULT_MAX_REQUEST;
     if (s->max_request_bytes > INT32_MAX) s->max_request_bytes = INT32_MAX;
+    s->max_streams = opts->max_watch_streams > 0 ? (size_t)opts->max_watch_streams
+                                                 : HM_GRPC_DEFAULT_MAX_WATCH_STREAMS;
     s->token = (opts->token && *opts->token) ? hm_xstrdup(opts->token) : NULL;
     s->unknown.path = hm_xstrdup("/unknown");
     s->unknown.path_len = strlen(s->unknown.path);
@@ -971,6 +1003,14 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
         "Time from a gRPC call's arrival to its end (status sent or cancelled).", "method",
         hm_latency_buckets, hm_latency_buckets_n);
     s->unknown.seconds = hm_metrics_histogram_child(s->handling_seconds, "unknown");
+    s->streams_open = hm_metrics_gauge_child(
+        hm_metrics_gauge(opts->metrics, "himari_grpc_watch_streams",
+                         "Streaming gRPC calls (WatchStatus, Health/Watch) open now.", NULL));
+    s->streams_refused = hm_metrics_counter_child(
+        hm_metrics_counter(opts->metrics, "himari_grpc_watch_streams_refused_total",
+                           "Streaming gRPC calls refused with RESOURCE_EXHAUSTED because "
+                           "grpc.max_watch_streams were open.",
+                           NULL));
 
     grpc_init(); /* reference counted by grpc: one per server, released at the end */
     grpc_arg args[3];
@@ -1044,6 +1084,7 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
     }
     hm_log_info("grpc_listening", HM_LS("address", s->address), HM_LI("port", s->port),
                 HM_LI("max_request_bytes", (int64_t)s->max_request_bytes),
+                HM_LI("max_watch_streams", (int64_t)s->max_streams),
                 HM_LB("token_set", s->token != NULL));
     *out = s;
     return 0;

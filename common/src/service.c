@@ -44,9 +44,12 @@
      "those calls are refused"},                                                                   \
     {"grpc.max_request_bytes", HM_CFG_INT, SC(grpc_max_request_bytes), "65536", 0, 64, 16777216,   \
      "larger gRPC requests are refused with RESOURCE_EXHAUSTED"},                                  \
+    {"grpc.max_watch_streams", HM_CFG_INT, SC(grpc_max_watch_streams), "16", 0, 1, 1024,           \
+     "streaming calls (WatchStatus, Health/Watch) open at once in the process; more are "         \
+     "refused with RESOURCE_EXHAUSTED"},                                                           \
 }
 // clang-format on
-#define SERVICE_KEY_COUNT 9
+#define SERVICE_KEY_COUNT 10
 
 #define SERVICE_KEYS_ROW_(id, name, admin, grpc) [HM_SVC_##id] = HM_SERVICE_KEYS_(admin, grpc),
 static const hm_cfg_key k_service_keys[HM_SVC_COUNT_][SERVICE_KEY_COUNT] = {
@@ -212,6 +215,7 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
                        .port = (int)cfg->grpc_port,
                        .token = cfg->grpc_token,
                        .max_request_bytes = (size_t)cfg->grpc_max_request_bytes,
+                       .max_watch_streams = (int)cfg->grpc_max_watch_streams,
                        .metrics = s->metrics};
     if ((rc = hm_grpc_server_start(loop, &go, &s->grpc, err))) {
         /* The admin server is open: close it; it finishes before the loop is run. */

@@ -244,6 +244,7 @@ typedef enum loop_cmd {
     CMD_HEALTH_NOT_SERVING,
     CMD_HEALTH_SERVING,
     CMD_SET_TOKEN_NEW,
+    CMD_SNAPSHOT_METRICS,
     CMD_SHUTDOWN,
 } loop_cmd;
 
@@ -254,7 +255,8 @@ struct fixture {
     /* set up by the test (test thread) */
     const char *token;
     scenario_fn scenario;
-    int watch_count; /* WatchStatus messages before OK; 0: until cancelled */
+    int watch_count;       /* WatchStatus messages before OK; 0: until cancelled */
+    int max_watch_streams; /* the server option; 0: its default */
 
     /* loop thread */
     uv_loop_t loop;
@@ -267,6 +269,7 @@ struct fixture {
     int get_status_calls;
     int64_t last_remaining_ms;
     char last_method[32];
+    char *snapshot; /* metrics text rendered by CMD_SNAPSHOT_METRICS (test frees) */
 
     /* shared (atomics) */
     atomic_int cancels;      /* on_cancel calls seen by handlers */
@@ -524,6 +527,13 @@ static void on_wake(uv_async_t *a) {
         case CMD_SET_TOKEN_NEW:
             hm_grpc_server_set_token(f->srv, "n3w-token");
             break;
+        case CMD_SNAPSHOT_METRICS: {
+            hm_buf b = HM_BUF_INIT;
+            hm_metrics_render(f->metrics, &b);
+            free(f->snapshot);
+            f->snapshot = b.data;
+            break;
+        }
         case CMD_SHUTDOWN:
             start_shutdown(f);
             break;
@@ -548,8 +558,11 @@ static void run_fixture(fixture *f) {
     f->metrics = hm_metrics_new();
     pthread_mutex_init(&f->mu, NULL);
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    hm_grpc_opts o = {
-        .port = 0, .token = f->token, .max_request_bytes = MAX_REQUEST, .metrics = f->metrics};
+    hm_grpc_opts o = {.port = 0,
+                      .token = f->token,
+                      .max_request_bytes = MAX_REQUEST,
+                      .max_watch_streams = f->max_watch_streams,
+                      .metrics = f->metrics};
     hm_err err;
     int rc = hm_grpc_server_start(&f->loop, &o, &f->srv, &err);
     if (rc != 0) fail_msg("server start: %s", err.msg);
@@ -574,6 +587,7 @@ static void run_fixture(fixture *f) {
 static void fixture_free(fixture *f) {
     hm_metrics_free(f->metrics);
     free(f->result);
+    free(f->snapshot);
 }
 
 /* The metrics text, for assertions (caller frees). */
@@ -1078,6 +1092,134 @@ static void test_health_check_and_watch_follow_not_serving_to_serving(void **sta
     fixture_free(&f);
 }
 
+/* ---- the cap on open streams ---------------------------------------------------------------- */
+
+#define CAP_DEFAULT 16 /* what the server allows when the option is 0 */
+
+typedef struct cap_rec {
+    int opened;             /* streams that delivered a first message */
+    ctl_result over_watch;  /* WatchStatus beyond the cap */
+    ctl_result over_health; /* Health/Watch beyond the cap (same cap) */
+    int first_after_close;  /* a new stream once one closed: messages seen (1) */
+    char *while_full;       /* the metrics text while the cap was reached */
+} cap_rec;
+
+static ctl_stream *open_watch(ctl_client *c, uint32_t interval_ms) {
+    Himari__V1__WatchStatusRequest req = HIMARI__V1__WATCH_STATUS_REQUEST__INIT;
+    req.interval_ms = interval_ms;
+    ctl_stream *st = NULL;
+    if (ctl_stream_open(c, SVC "WatchStatus", &req.base, NULL, CALL_MS, &st) != 0) return NULL;
+    return st;
+}
+
+/* 1 when the stream delivered a message, 0 when it ended first (its status in res). */
+static int first_message(ctl_stream *st, ctl_result *res) {
+    ProtobufCMessage *m = NULL;
+    if (ctl_stream_next(st, &himari__v1__status__descriptor, &m) == 1) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return 1;
+    }
+    ctl_stream_close(st, res);
+    return 0;
+}
+
+static void scenario_stream_cap(fixture *f) {
+    cap_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    int cap = f->max_watch_streams > 0 ? f->max_watch_streams : CAP_DEFAULT;
+    ctl_client *c = ctl_client_new(f->target);
+    ctl_stream *open_ones[CAP_DEFAULT];
+    ctl_result res;
+    for (int i = 0; i < cap; i++) {
+        open_ones[i] = open_watch(c, 20);
+        if (open_ones[i] && first_message(open_ones[i], &res) == 1)
+            r->opened++;
+        else
+            open_ones[i] = NULL;
+    }
+    ctl_stream *over = open_watch(c, 20);
+    if (over && first_message(over, &r->over_watch) == 1) {
+        r->over_watch.code = GRPC_STATUS_OK; /* served: the cap did not hold */
+        ctl_stream_cancel(over);
+        ctl_stream_close(over, &res);
+    }
+    ctl_stream *h = health_watch(c, "");
+    if (h && health_next(h) >= 0) {
+        r->over_health.code = GRPC_STATUS_OK;
+        ctl_stream_cancel(h);
+        ctl_stream_close(h, &res);
+    } else if (h) {
+        ctl_stream_close(h, &r->over_health);
+    }
+    if (run_on_loop(f, CMD_SNAPSHOT_METRICS)) {
+        r->while_full = f->snapshot;
+        f->snapshot = NULL;
+    }
+    /* Closing one frees its place: a new stream is served (once the server has
+     * freed the closed call, so try for a while). */
+    if (open_ones[0]) {
+        ctl_stream_cancel(open_ones[0]);
+        ctl_stream_close(open_ones[0], &res);
+        open_ones[0] = NULL;
+    }
+    for (int attempt = 0; attempt < 100 && r->first_after_close == 0; attempt++) {
+        ctl_stream *again = open_watch(c, 20);
+        if (again && first_message(again, &res) == 1) {
+            r->first_after_close = 1;
+            ctl_stream_cancel(again);
+            ctl_stream_close(again, &res);
+        } else {
+            usleep(20 * 1000);
+        }
+    }
+    for (int i = 0; i < cap; i++) {
+        if (!open_ones[i]) continue;
+        ctl_stream_cancel(open_ones[i]);
+        ctl_stream_close(open_ones[i], &res);
+    }
+    ctl_client_free(c);
+    /* Every handler freed its context before shutdown. */
+    for (int i = 0; i < 3000 && atomic_load(&f->watch_live) > 0; i++)
+        usleep(1000);
+}
+
+static void test_watch_streams_beyond_the_default_cap_are_refused_until_one_closes(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_stream_cap};
+    run_fixture(&f);
+    cap_rec *r = f.result;
+    assert_int_equal(r->opened, CAP_DEFAULT);
+    assert_int_equal(r->over_watch.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(r->over_watch.message, "grpc.max_watch_streams"));
+    /* Health/Watch is a stream that stays open too: the same cap. */
+    assert_int_equal(r->over_health.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(r->first_after_close, 1);
+    assert_non_null(r->while_full);
+    assert_metric_line(r->while_full, "\nhimari_grpc_watch_streams 16\n");
+    assert_metric_line(r->while_full, "\nhimari_grpc_watch_streams_refused_total 2\n");
+    free(r->while_full);
+    char *m = render_metrics(&f);
+    assert_metric_line(m, "\nhimari_grpc_watch_streams 0\n");
+    assert_metric_line(m, "himari_grpc_calls_total{method=\"himari.v1.ControlService/WatchStatus\","
+                          "code=\"RESOURCE_EXHAUSTED\"} 1\n");
+    free(m);
+    fixture_free(&f);
+}
+
+static void test_max_watch_streams_option_sets_the_cap(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_stream_cap, .max_watch_streams = 2};
+    run_fixture(&f);
+    cap_rec *r = f.result;
+    assert_int_equal(r->opened, 2);
+    assert_int_equal(r->over_watch.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(r->over_watch.message, "grpc.max_watch_streams: 2"));
+    assert_int_equal(r->over_health.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(r->first_after_close, 1);
+    free(r->while_full);
+    fixture_free(&f);
+}
+
 /* ---- shutdown with calls in flight -------------------------------------------------------- */
 
 typedef struct shutdown_rec {
@@ -1187,6 +1329,8 @@ int main(void) {
         cmocka_unit_test(test_handler_may_answer_later_and_a_passed_deadline_cancels_it),
         cmocka_unit_test(test_server_stream_sends_every_message_then_ok),
         cmocka_unit_test(test_client_cancelling_a_stream_midway_runs_on_cancel_and_frees_the_call),
+        cmocka_unit_test(test_watch_streams_beyond_the_default_cap_are_refused_until_one_closes),
+        cmocka_unit_test(test_max_watch_streams_option_sets_the_cap),
         cmocka_unit_test(test_concurrent_clients_are_all_served),
         cmocka_unit_test(test_health_check_and_watch_follow_not_serving_to_serving),
         cmocka_unit_test(test_shutdown_with_calls_in_flight_cancels_them_and_finishes),

@@ -28,7 +28,15 @@
  * grpc.health.v1.Health (Check, Watch) is built in: a service sets the status
  * of "" (the whole server) and of its own services with hm_grpc_health_set.
  *
- * Metrics: himari_grpc_calls_total{method,code}, himari_grpc_handling_seconds{method}.
+ * Streams that stay open (every HM_GRPC_STREAMING row: ControlService's
+ * WatchStatus, grpc.health.v1 Watch) are capped for the whole process
+ * (max_watch_streams): they need no token and each one holds a call, a timer
+ * and, for WatchStatus, a Status rebuilt every interval, while grpc core only
+ * bounds streams per connection. A call beyond the cap gets RESOURCE_EXHAUSTED
+ * before its request is read. A stream counts until its call is freed.
+ *
+ * Metrics: himari_grpc_calls_total{method,code}, himari_grpc_handling_seconds{method},
+ * himari_grpc_watch_streams (open now), himari_grpc_watch_streams_refused_total.
  */
 #ifndef HIMARI_GRPC_H
 #define HIMARI_GRPC_H
@@ -49,6 +57,7 @@ typedef struct hm_grpc_opts {
     int port;                 /* 0: pick a free port (see hm_grpc_server_port) */
     const char *token;        /* bearer token for mutating methods; NULL/"": none set */
     size_t max_request_bytes; /* 0: 65536 */
+    int max_watch_streams;    /* open streaming calls, whole process; 0: 16 */
     hm_metrics *metrics;      /* may not be NULL */
 } hm_grpc_opts;
 

@@ -73,6 +73,7 @@ typedef struct hm_service_config {
     int64_t grpc_port;              /* grpc.port */
     char *grpc_token;               /* grpc.token (secret: grpc.token_file) */
     int64_t grpc_max_request_bytes; /* grpc.max_request_bytes */
+    int64_t grpc_max_watch_streams; /* grpc.max_watch_streams */
     hm_kafka_config kafka;          /* kafka.* */
 } hm_service_config;
 
