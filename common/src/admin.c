@@ -565,6 +565,17 @@ int hm_admin_start(uv_loop_t *loop, const char *bind, int port, hm_metrics *metr
     if (parse_bind(host, port, &ss) != 0)
         return hm_err_set(err, -EINVAL, "admin: cannot listen on %s: not an IPv4 or IPv6 address",
                           where);
+    /* Nothing here is secret (no token is taken, /status has no config
+     * values), so a bind off loopback is allowed; but it is plain HTTP without
+     * authentication, and whoever reaches it reads the metrics and the status
+     * and can keep the loop busy: said once, at start. */
+    if (!hm_addr_is_loopback(host))
+        hm_log_emit(
+            HM_LOG_WARN, "admin_not_loopback",
+            (const hm_log_field[]){HM_LS("address", where),
+                                   HM_LS("reason", "served in clear and without authentication to "
+                                                   "whoever can reach this address"),
+                                   {0}});
     int fd = -1;
     int rc = open_listen_socket(&ss, &fd);
     if (rc != 0)

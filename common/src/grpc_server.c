@@ -976,6 +976,24 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
     if (opts->port < 0 || opts->port > 65535)
         return hm_err_set(err, -EINVAL, "grpc: port %d out of range", opts->port);
     const char *bind = (opts->bind && *opts->bind) ? opts->bind : "127.0.0.1";
+    char addr[300];
+    if (strchr(bind, ':'))
+        snprintf(addr, sizeof(addr), "[%s]:%d", bind, opts->port);
+    else
+        snprintf(addr, sizeof(addr), "%s:%d", bind, opts->port);
+    if (!hm_addr_is_loopback(bind)) {
+        /* No TLS: whoever is on the path reads the bearer token of every
+         * mutating call. Refused before anything is created or bound. */
+        if (!opts->allow_insecure_remote)
+            return hm_err_set(err, -EPERM,
+                              "grpc: refusing to listen on %s: not a loopback address, and gRPC "
+                              "is served without TLS (bearer tokens would cross the network in "
+                              "clear); set grpc.allow_insecure_remote: true to allow it",
+                              addr);
+        hm_log_warn("grpc_insecure_remote", HM_LS("address", addr),
+                    HM_LS("reason", "not a loopback address and no TLS: bearer tokens travel "
+                                    "in clear (grpc.allow_insecure_remote is true)"));
+    }
     hm_grpc_server *s = hm_xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->max_request_bytes =
@@ -988,12 +1006,6 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
     s->unknown.path_len = strlen(s->unknown.path);
     s->shutdown_tag = (grpc_tag){TAG_SHUTDOWN, s};
     pthread_mutex_init(&s->mu, NULL);
-
-    char addr[300];
-    if (strchr(bind, ':'))
-        snprintf(addr, sizeof(addr), "[%s]:%d", bind, opts->port);
-    else
-        snprintf(addr, sizeof(addr), "%s:%d", bind, opts->port);
 
     s->calls_total =
         hm_metrics_counter(opts->metrics, "himari_grpc_calls_total",

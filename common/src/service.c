@@ -36,7 +36,11 @@
     {"admin.port", HM_CFG_INT, SC(admin_port), #admin_default, 0, 0, 65535,                        \
      "port of the HTTP admin endpoint; 0 picks a free port"},                                      \
     {"grpc.bind", HM_CFG_STR, SC(grpc_bind), "127.0.0.1", 0, 0, -1,                                \
-     "address of the gRPC endpoint (ControlService, grpc.health.v1)"},                             \
+     "address of the gRPC endpoint (ControlService, grpc.health.v1); off loopback only with "     \
+     "grpc.allow_insecure_remote"},                                                                \
+    {"grpc.allow_insecure_remote", HM_CFG_BOOL, SC(grpc_allow_insecure_remote), "false", 0, 0, -1, \
+     "serve gRPC on a bind that is not loopback although it has no TLS (the bearer token "        \
+     "travels in clear): only behind a TLS proxy or on a trusted network"},                        \
     {"grpc.port", HM_CFG_INT, SC(grpc_port), #grpc_default, 0, 0, 65535,                           \
      "port of the gRPC endpoint; 0 picks a free port"},                                            \
     {"grpc.token", HM_CFG_SECRET, SC(grpc_token), NULL, HM_CFG_RELOADABLE, 0, -1,                  \
@@ -49,7 +53,7 @@
      "refused with RESOURCE_EXHAUSTED"},                                                           \
 }
 // clang-format on
-#define SERVICE_KEY_COUNT 10
+#define SERVICE_KEY_COUNT 11
 
 #define SERVICE_KEYS_ROW_(id, name, admin, grpc) [HM_SVC_##id] = HM_SERVICE_KEYS_(admin, grpc),
 static const hm_cfg_key k_service_keys[HM_SVC_COUNT_][SERVICE_KEY_COUNT] = {
@@ -98,6 +102,18 @@ static int fill_instance_id(hm_service_config *base, hm_err *err) {
     return 0;
 }
 
+/* gRPC has no TLS: a bind off loopback puts the bearer token on the network in clear, so it
+ * needs the explicit opt-in (hm_grpc_server_start refuses it too; checked here as well so
+ * that --check-config and a deploy's check see it). */
+static int check_grpc_bind(const hm_service_config *base, const char *path, hm_err *err) {
+    if (hm_addr_is_loopback(base->grpc_bind) || base->grpc_allow_insecure_remote) return 0;
+    return hm_err_set(err, -EINVAL,
+                      "%s: grpc.bind: '%s' is not a loopback address and gRPC has no TLS (bearer "
+                      "tokens would travel in clear); set grpc.allow_insecure_remote: true to "
+                      "allow it",
+                      path ? path : "(no config file)", base->grpc_bind);
+}
+
 int hm_service_config_load(const hm_service_schema *schema, void *cfg, const char *path,
                            hm_err *err) {
     void *scratch = hm_xcalloc(1, schema->size);
@@ -109,6 +125,7 @@ int hm_service_config_load(const hm_service_schema *schema, void *cfg, const cha
         return rc;
     }
     if ((schema->validate && (rc = schema->validate(scratch, path, err)) != 0) ||
+        (rc = check_grpc_bind(scratch, path, err)) != 0 ||
         (rc = fill_instance_id(scratch, err)) != 0) {
         hm_config_free(sections, schema->n_sections);
         free(scratch);
@@ -212,6 +229,7 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
                             ready_trampoline, s, &s->admin, err);
     if (rc) goto fail;
     hm_grpc_opts go = {.bind = cfg->grpc_bind,
+                       .allow_insecure_remote = cfg->grpc_allow_insecure_remote,
                        .port = (int)cfg->grpc_port,
                        .token = cfg->grpc_token,
                        .max_request_bytes = (size_t)cfg->grpc_max_request_bytes,

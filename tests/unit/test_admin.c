@@ -704,6 +704,46 @@ static void test_http2_prior_knowledge_serves_healthz(void **state) {
     harness_finish(h);
 }
 
+/* 192.0.2.1 (TEST-NET-1) is not an address of this host, so that start fails
+ * at bind and nothing is exposed; the warning is about the configuration and
+ * comes before the bind. A loopback server beside it says nothing. */
+static void test_bind_off_loopback_is_warned_once_at_start(void **state) {
+    char path[] = "/tmp/himari_test_admin_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    hm_metrics *m = hm_metrics_new();
+    hm_admin *remote = NULL, *local = NULL;
+    hm_err err = {{0}};
+    hm_log_set_fd(fd);
+    int rc = hm_admin_start(&loop, "192.0.2.1", 0, m, NULL, NULL, &remote, &err);
+    int rc_local = hm_admin_start(&loop, "127.0.0.1", 0, m, NULL, NULL, &local, &err);
+    hm_log_set_fd(2);
+    int done = 0;
+    if (remote) hm_admin_close(remote, count_done, &done);
+    if (local) hm_admin_close(local, count_done, &done);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    hm_metrics_free(m);
+    assert_int_equal(rc_local, 0);
+    if (rc == 0) fail_msg("192.0.2.1 is an address of this host; the test needs one that is not");
+    assert_int_equal(rc, -EADDRNOTAVAIL);
+
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = calloc(1, (size_t)end + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    const char *w = strstr(text, "\"event\":\"admin_not_loopback\"");
+    if (!w) fail_msg("no admin_not_loopback warning in:\n%s", text);
+    assert_non_null(strstr(text, "\"level\":\"warn\""));
+    assert_non_null(strstr(text, "\"address\":\"192.0.2.1:0\""));
+    assert_null(strstr(w + 1, "\"event\":\"admin_not_loopback\"")); /* once */
+    free(text);
+}
+
 int main(void) {
     /* A broken shutdown would hang uv_run: fail loudly instead. */
     alarm(120);
@@ -726,6 +766,7 @@ int main(void) {
         cmocka_unit_test(test_close_with_idle_keepalive_connection_finishes_and_loop_closes),
         cmocka_unit_test(test_close_with_half_sent_request_finishes_and_loop_closes),
         cmocka_unit_test(test_http2_prior_knowledge_serves_healthz),
+        cmocka_unit_test(test_bind_off_loopback_is_warned_once_at_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1307,6 +1307,89 @@ static void test_taken_port_fails_start_naming_the_address_and_leaves_nothing_op
     hm_metrics_free(m);
 }
 
+/* ---- binds off loopback ------------------------------------------------------------------------
+ */
+
+static void test_loopback_is_told_from_wildcards_and_other_addresses(void **state) {
+    (void)state;
+    static const char *const loopback[] = {NULL,        "",    "localhost",       "127.0.0.1",
+                                           "127.1.2.3", "::1", "::ffff:127.0.0.1"};
+    static const char *const remote[] = {
+        "0.0.0.0",         "::",      "10.0.0.5",       "192.0.2.1",         "128.0.0.1",
+        "::ffff:10.0.0.1", "fe80::1", "admin.internal", "localhost.example", "127.0.0.1 "};
+    for (size_t i = 0; i < HM_ARRAY_LEN(loopback); i++)
+        if (!hm_addr_is_loopback(loopback[i])) fail_msg("%s: not loopback?", loopback[i]);
+    for (size_t i = 0; i < HM_ARRAY_LEN(remote); i++)
+        if (hm_addr_is_loopback(remote[i])) fail_msg("%s: loopback?", remote[i]);
+}
+
+/* Everything logged while fn ran (caller frees). */
+static char *logged_during(void (*fn)(void *), void *arg) {
+    char path[] = "/tmp/himari_test_grpc_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    hm_log_set_fd(fd);
+    fn(arg);
+    hm_log_set_fd(2);
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = hm_xcalloc(1, (size_t)end + 1);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    return text;
+}
+
+typedef struct remote_try {
+    bool allow;
+    int rc;
+    hm_err err;
+    bool started;
+} remote_try;
+
+/* 192.0.2.1 (TEST-NET-1) is not an address of this host: a server allowed to
+ * use it still cannot bind it, so nothing is ever exposed by this test. */
+static void try_remote_bind(void *arg) {
+    remote_try *t = arg;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    hm_metrics *m = hm_metrics_new();
+    hm_grpc_opts o = {
+        .bind = "192.0.2.1", .port = 0, .allow_insecure_remote = t->allow, .metrics = m};
+    hm_grpc_server *s = NULL;
+    t->rc = hm_grpc_server_start(&loop, &o, &s, &t->err);
+    t->started = s != NULL;
+    bool done = false;
+    if (s) hm_grpc_server_shutdown(s, on_plain_done, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(done == t->started);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    hm_metrics_free(m);
+}
+
+static void test_grpc_off_loopback_is_refused_without_the_opt_in_and_warned_with_it(void **state) {
+    (void)state;
+    remote_try refused = {.allow = false};
+    char *log1 = logged_during(try_remote_bind, &refused);
+    assert_int_equal(refused.rc, -EPERM);
+    assert_false(refused.started);
+    assert_non_null(strstr(refused.err.msg, "192.0.2.1:0"));
+    assert_non_null(strstr(refused.err.msg, "without TLS"));
+    assert_non_null(strstr(refused.err.msg, "grpc.allow_insecure_remote: true"));
+    assert_null(strstr(log1, "grpc_insecure_remote"));
+    free(log1);
+
+    remote_try allowed = {.allow = true};
+    char *log2 = logged_during(try_remote_bind, &allowed);
+    /* Allowed: said once, whether the address can then be bound (here: not) or not. */
+    assert_int_not_equal(allowed.rc, -EPERM);
+    const char *w = strstr(log2, "\"event\":\"grpc_insecure_remote\"");
+    if (!w) fail_msg("no grpc_insecure_remote warning in:\n%s", log2);
+    assert_null(strstr(w + 1, "\"event\":\"grpc_insecure_remote\""));
+    assert_non_null(strstr(log2, "\"level\":\"warn\""));
+    assert_non_null(strstr(log2, "\"address\":\"192.0.2.1:0\""));
+    free(log2);
+}
+
 int main(void) {
     /* A last resort: the watchdog and the deadlines should fire long before. */
     alarm(240);
@@ -1335,6 +1418,8 @@ int main(void) {
         cmocka_unit_test(test_health_check_and_watch_follow_not_serving_to_serving),
         cmocka_unit_test(test_shutdown_with_calls_in_flight_cancels_them_and_finishes),
         cmocka_unit_test(test_taken_port_fails_start_naming_the_address_and_leaves_nothing_open),
+        cmocka_unit_test(test_loopback_is_told_from_wildcards_and_other_addresses),
+        cmocka_unit_test(test_grpc_off_loopback_is_refused_without_the_opt_in_and_warned_with_it),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     grpc_shutdown_blocking();

@@ -7,9 +7,10 @@
  *   GET /metrics  the Prometheus exposition of the service's registry
  *   GET <path>    any handler the service registers (e.g. /status as JSON)
  *
- * Bound to 127.0.0.1 unless configured otherwise. Handlers run on the loop
- * thread and must not block. The server counts its own requests in
- * himari_admin_requests_total{path,code}.
+ * Bound to 127.0.0.1 unless configured otherwise; a bind off loopback is
+ * logged once at start (admin_not_loopback: plain HTTP, no authentication).
+ * Handlers run on the loop thread and must not block. The server counts its
+ * own requests in himari_admin_requests_total{path,code}.
  */
 #ifndef HIMARI_ADMIN_H
 #define HIMARI_ADMIN_H

@@ -35,6 +35,11 @@
  * bounds streams per connection. A call beyond the cap gets RESOURCE_EXHAUSTED
  * before its request is read. A stream counts until its call is freed.
  *
+ * There is no TLS: the channel, and the bearer token in it, is in clear. So a
+ * bind that is not a loopback address is refused unless the caller says
+ * allow_insecure_remote (a TLS-terminating proxy in front, or a network that
+ * is trusted), and then it is logged once at start (grpc_insecure_remote).
+ *
  * Metrics: himari_grpc_calls_total{method,code}, himari_grpc_handling_seconds{method},
  * himari_grpc_watch_streams (open now), himari_grpc_watch_streams_refused_total.
  */
@@ -53,12 +58,13 @@ typedef struct hm_grpc_server hm_grpc_server;
 typedef struct hm_grpc_call hm_grpc_call;
 
 typedef struct hm_grpc_opts {
-    const char *bind;         /* NULL or "": 127.0.0.1 */
-    int port;                 /* 0: pick a free port (see hm_grpc_server_port) */
-    const char *token;        /* bearer token for mutating methods; NULL/"": none set */
-    size_t max_request_bytes; /* 0: 65536 */
-    int max_watch_streams;    /* open streaming calls, whole process; 0: 16 */
-    hm_metrics *metrics;      /* may not be NULL */
+    const char *bind;           /* NULL or "": 127.0.0.1 */
+    bool allow_insecure_remote; /* serve a bind off loopback, without TLS (warned) */
+    int port;                   /* 0: pick a free port (see hm_grpc_server_port) */
+    const char *token;          /* bearer token for mutating methods; NULL/"": none set */
+    size_t max_request_bytes;   /* 0: 65536 */
+    int max_watch_streams;      /* open streaming calls, whole process; 0: 16 */
+    hm_metrics *metrics;        /* may not be NULL */
 } hm_grpc_opts;
 
 /**
@@ -83,7 +89,8 @@ typedef struct hm_grpc_method {
 
 /**
  * @brief Start serving on bind:port. Fails (nothing left open) when the port
- * cannot be bound; err names the address.
+ * cannot be bound (-EADDRINUSE) or when bind is off loopback without
+ * allow_insecure_remote (-EPERM); err names the address.
  */
 int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_server **out,
                          hm_err *err) HM_MUST_CHECK;
