@@ -66,9 +66,8 @@ static void test_grpc_bind_off_loopback_does_not_load_without_the_opt_in(void **
         assert_non_null(strstr(err.msg, "grpc.allow_insecure_remote: true"));
     }
     /* The opt-in loads; loopback never needed it. */
-    assert_int_equal(load_text("grpc:\n  bind: 0.0.0.0\n  allow_insecure_remote: true\n", &cfg,
-                               &err),
-                     0);
+    assert_int_equal(
+        load_text("grpc:\n  bind: 0.0.0.0\n  allow_insecure_remote: true\n", &cfg, &err), 0);
     assert_true(cfg.grpc_allow_insecure_remote);
     hm_service_config_free(&k_schema, &cfg);
     assert_int_equal(load_text("grpc:\n  bind: '::1'\n", &cfg, &err), 0);
