@@ -12,6 +12,9 @@
  * the required-key check. Only when all of that passed are the old values in
  * dst freed and the scratch copies copied over dst.
  *
+ * A secret file that its group or others may read (mode & 077) is loaded, with
+ * one warning naming the key, the file and its mode (config_secret_file_mode).
+ *
  * Must never: half-apply a load (dst changes only on success), put a secret's
  * value in any message, or stop the process on bad input (hm_panic is kept for
  * a broken schema or default, which is a programming error that the first test
@@ -29,6 +32,8 @@
 #include <sys/stat.h>
 
 #include <yaml.h>
+
+#include "himari/log.h"
 
 enum {
     CFG_MAX_FILE_BYTES = 1 << 20,    /* a config is a page or two; refuse anything absurd */
@@ -477,7 +482,8 @@ static int cfg_read_secret_file(hm_err *err, const cfg_origin *o, int line, cons
                                 const char *file, char **out) {
     /* hm_read_file would read a directory as an empty secret. */
     struct stat st;
-    if (stat(file, &st) == 0 && S_ISDIR(st.st_mode))
+    bool have_st = stat(file, &st) == 0;
+    if (have_st && S_ISDIR(st.st_mode))
         return cfg_fail(err, o, line, kpath, "%s: is a directory", file);
     char *buf = NULL;
     size_t len = 0;
@@ -494,6 +500,17 @@ static int cfg_read_secret_file(hm_err *err, const cfg_origin *o, int line, cons
     /* Editors and `echo` end files with a newline that is not the secret. */
     if (len >= 1 && buf[len - 1] == '\n') buf[--len] = '\0';
     if (len >= 1 && buf[len - 1] == '\r') buf[--len] = '\0';
+    /* Loaded all the same (a deploy may have its reasons, and refusing would stop a
+     * running service at its next reload), but said: the name and mode, never the
+     * content. A symlink is judged by its target, as stat follows it. */
+    if (have_st && (st.st_mode & 077)) {
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
+        hm_log_warn("config_secret_file_mode", HM_LS("key", kpath), HM_LS("file", file),
+                    HM_LS("mode", mode),
+                    HM_LS("reason", "group or others may read this secret; chmod 0600 (or "
+                                    "0400) it, owned by the service's user"));
+    }
     *out = buf;
     return 0;
 }

@@ -456,6 +456,8 @@ int hm_service_main(int argc, char **argv, const hm_service_desc *d, void *cfg, 
         return 0;
     }
     hm_err err;
+    /* Lines logged while loading (a secret file's mode) carry the service's name. */
+    hm_log_init(name, HM_LOG_INFO);
     if (hm_service_config_load(d->schema, cfg, config_path, &err) != 0) {
         fprintf(stderr, "%s: %s\n", name, err.msg);
         return 2;

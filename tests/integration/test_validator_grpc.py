@@ -30,6 +30,7 @@ def topics(admin):
 def token_file(tmp_path):
     f = tmp_path / "grpc_token"
     f.write_text(TOKEN + "\n")
+    f.chmod(0o600)  # as a deploy writes it; 0644 would be warned about at load
     return f
 
 

@@ -17,11 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "himari/config.h"
 #include "himari/kafka.h"
+#include "himari/log.h"
 
 /* ---- the test schema ------------------------------------------------------ */
 
@@ -1125,6 +1127,100 @@ static void test_kafka_conf_error_names_a_secret_property_without_its_value(void
     hm_config_free(&k2.s, 1);
 }
 
+/* ---- secret files others may read ----------------------------------------------- */
+
+/* Load with the log going to a temp file; returns what was logged (caller frees). */
+static char *load_logged(fix *f, const char *yaml, int *rc) {
+    char path[] = "/tmp/himari_test_config_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    hm_log_set_fd(fd);
+    *rc = load_text(f, yaml);
+    hm_log_set_fd(2);
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = calloc(1, (size_t)end + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    return text;
+}
+
+static size_t count_of(const char *text, const char *what) {
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+static void test_secret_file_others_may_read_is_loaded_with_one_warning(void **state) {
+    fix *f = *state;
+    char yaml[512];
+    write_temp(f->secret, "world-readable-secret\n");
+    assert_int_equal(chmod(f->secret, 0644), 0);
+    snprintf(yaml, sizeof(yaml), "kafka:\n  bootstrap_servers: b\nredis:\n  password_file: %s\n",
+             f->secret);
+    int rc;
+    char *text = load_logged(f, yaml, &rc);
+    assert_int_equal(rc, 0);
+    assert_string_equal(f->a.password, "world-readable-secret");
+    assert_int_equal(count_of(text, "\"event\":\"config_secret_file_mode\""), 1);
+    assert_non_null(strstr(text, "\"level\":\"warn\""));
+    assert_non_null(strstr(text, "\"key\":\"redis.password_file\""));
+    char want[128];
+    snprintf(want, sizeof(want), "\"file\":\"%s\"", f->secret);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "\"mode\":\"0644\""));
+    assert_null(strstr(text, "world-readable-secret"));
+    free(text);
+
+    /* Readable by the group only counts too. */
+    assert_int_equal(chmod(f->secret, 0640), 0);
+    snprintf(yaml, sizeof(yaml), "kafka:\n  bootstrap_servers: b\nredis:\n  password_file: %s\n",
+             f->secret);
+    text = load_logged(f, yaml, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_of(text, "\"event\":\"config_secret_file_mode\""), 1);
+    assert_non_null(strstr(text, "\"mode\":\"0640\""));
+    free(text);
+
+    /* Owner only: nothing to say. */
+    assert_int_equal(chmod(f->secret, 0600), 0);
+    text = load_logged(f, yaml, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_of(text, "config_secret_file_mode"), 0);
+    free(text);
+}
+
+static void test_secret_property_file_others_may_read_is_warned_about(void **state) {
+    fix *f = *state;
+    write_temp(f->secret, "pem-pass-phrase\n");
+    assert_int_equal(chmod(f->secret, 0604), 0);
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "kafka:\n  properties:\n    ssl.key.password_file: %s\n",
+             f->secret);
+    char path[] = "/tmp/himari_test_config_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    hm_log_set_fd(fd);
+    kfix k = {0};
+    int rc = kload(&k, yaml);
+    hm_log_set_fd(2);
+    if (rc != 0) fail_msg("%s", k.err.msg);
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = calloc(1, (size_t)end + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    assert_int_equal(count_of(text, "\"event\":\"config_secret_file_mode\""), 1);
+    assert_non_null(strstr(text, "\"key\":\"kafka.properties.ssl.key.password_file\""));
+    assert_non_null(strstr(text, "\"mode\":\"0604\""));
+    assert_null(strstr(text, "pem-pass-phrase"));
+    free(text);
+    hm_config_free(&k.s, 1);
+}
+
 /* ---- lists ---------------------------------------------------------------- */
 
 static void test_str_list_contains_matches_exact_items(void **state) {
@@ -1194,6 +1290,8 @@ int main(void) {
         T(test_secret_properties_count_in_the_digest_by_length_only),
         T(test_secret_property_may_be_read_from_a_file_and_not_both),
         T(test_kafka_conf_error_names_a_secret_property_without_its_value),
+        T(test_secret_file_others_may_read_is_loaded_with_one_warning),
+        T(test_secret_property_file_others_may_read_is_warned_about),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

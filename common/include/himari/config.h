@@ -13,6 +13,8 @@
  *      given as "redis.password_file: /run/secrets/redis" (or the env variable
  *      HIMARI_REDIS_PASSWORD_FILE); the file's content, without a trailing
  *      newline, is the value. Giving both the value and the file is an error.
+ *      A secret file its group or others may read (mode & 077) is loaded with
+ *      one warning (config_secret_file_mode: key, file, mode; never the value).
  *   5. checks: unknown keys, wrong types, out-of-range numbers and missing
  *      required keys are errors naming the file, line and key, e.g.
  *      "config/iv.yaml:12: kafka.comit_interval_ms: unknown key".
