@@ -78,9 +78,23 @@
  * process when the options give 0: an operator watches one or two services,
  * a health checker holds one Watch. */
 #define HM_GRPC_DEFAULT_MAX_WATCH_STREAMS 16
-/* HTTP/2 streams one connection may have open at once; bounds what one
- * misbehaving client can make us hold. */
-#define HM_GRPC_MAX_STREAMS 256
+/* Defaults of the per-connection limits when the options give 0
+ * (grpc.max_concurrent_streams, grpc.max_connection_idle_ms): the streams one
+ * connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS; grpc's own
+ * default is unlimited), and how long a connection without a call is kept. */
+#define HM_GRPC_DEFAULT_MAX_STREAMS 32
+#define HM_GRPC_DEFAULT_IDLE_MS     300000
+/* Calls still running on a connection past its maximum age get this long
+ * after the GOAWAY, ms (longer than a Drain's last commit normally takes). */
+#define HM_GRPC_AGE_GRACE_MS 30000
+/* Keepalive enforcement, as grpc's defaults but pinned here so an upgrade
+ * cannot loosen them: a ping sooner than 5 min after the last one, with no
+ * call open, is a strike; the third strike is GOAWAY ENHANCE_YOUR_CALM
+ * ("too_many_pings"). Clients may not ping without calls. */
+#define HM_GRPC_MIN_PING_INTERVAL_MS 300000
+#define HM_GRPC_MAX_PING_STRIKES     2
+/* Request metadata (headers) per call, bytes: ours is a path and a token. */
+#define HM_GRPC_MAX_METADATA 8192
 /* How long shutdown waits for the status batches it started (health Watch
  * streams ending with UNAVAILABLE) before cancelling every call, ms. A client
  * that stopped reading must not hold the shutdown up. */
@@ -1025,19 +1039,38 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
                            NULL));
 
     grpc_init(); /* reference counted by grpc: one per server, released at the end */
-    grpc_arg args[3];
-    memset(args, 0, sizeof(args));
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)s->max_request_bytes;
+    int max_streams = opts->max_concurrent_streams > 0 ? opts->max_concurrent_streams
+                                                       : HM_GRPC_DEFAULT_MAX_STREAMS;
+    int64_t idle_ms =
+        opts->max_connection_idle_ms > 0 ? opts->max_connection_idle_ms : HM_GRPC_DEFAULT_IDLE_MS;
+    int64_t age_ms = opts->max_connection_age_ms > 0 ? opts->max_connection_age_ms : INT32_MAX;
+    if (idle_ms > INT32_MAX) idle_ms = INT32_MAX;
+    if (age_ms > INT32_MAX) age_ms = INT32_MAX;
     /* A port someone else holds is an error, not a second listener that
-     * silently shares (and steals) its connections. */
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
-    args[1].value.integer = 0;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
-    args[2].value.integer = HM_GRPC_MAX_STREAMS;
+     * silently shares (and steals) its connections (so_reuseport 0). The
+     * rest bounds what one client can make us hold: docs/SECURITY.md. */
+    const struct {
+        const char *key;
+        int value;
+    } ints[] = {
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->max_request_bytes},
+        {GRPC_ARG_ALLOW_REUSEPORT, 0},
+        {GRPC_ARG_MAX_CONCURRENT_STREAMS, max_streams},
+        {GRPC_ARG_MAX_CONNECTION_IDLE_MS, (int)idle_ms},
+        {GRPC_ARG_MAX_CONNECTION_AGE_MS, (int)age_ms},
+        {GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, HM_GRPC_AGE_GRACE_MS},
+        {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, HM_GRPC_MIN_PING_INTERVAL_MS},
+        {GRPC_ARG_HTTP2_MAX_PING_STRIKES, HM_GRPC_MAX_PING_STRIKES},
+        {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0},
+        {GRPC_ARG_MAX_METADATA_SIZE, HM_GRPC_MAX_METADATA},
+    };
+    grpc_arg args[HM_ARRAY_LEN(ints)];
+    memset(args, 0, sizeof(args));
+    for (size_t i = 0; i < HM_ARRAY_LEN(ints); i++) {
+        args[i].type = GRPC_ARG_INTEGER;
+        args[i].key = (char *)ints[i].key;
+        args[i].value.integer = ints[i].value;
+    }
     grpc_channel_args cargs = {.num_args = HM_ARRAY_LEN(args), .args = args};
     s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
@@ -1097,6 +1130,9 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
     hm_log_info("grpc_listening", HM_LS("address", s->address), HM_LI("port", s->port),
                 HM_LI("max_request_bytes", (int64_t)s->max_request_bytes),
                 HM_LI("max_watch_streams", (int64_t)s->max_streams),
+                HM_LI("max_concurrent_streams", max_streams),
+                HM_LI("max_connection_idle_ms", idle_ms),
+                HM_LI("max_connection_age_ms", age_ms == INT32_MAX ? 0 : age_ms),
                 HM_LB("token_set", s->token != NULL));
     *out = s;
     return 0;

@@ -35,6 +35,13 @@
      "address of the HTTP admin endpoint (/healthz /readyz /metrics /status)"},                    \
     {"admin.port", HM_CFG_INT, SC(admin_port), #admin_default, 0, 0, 65535,                        \
      "port of the HTTP admin endpoint; 0 picks a free port"},                                      \
+    {"admin.http2", HM_CFG_BOOL, SC(admin_http2), "false", 0, 0, -1,                               \
+     "also serve HTTP/2 with prior knowledge (h2o 2.2.5 has no rapid-reset defence: "             \
+     "docs/SECURITY.md); false: HTTP/1.1 only"},                                                   \
+    {"admin.max_connections", HM_CFG_INT, SC(admin_max_connections), "64", 0, 1, 4096,             \
+     "admin connections open at once; more are closed at once"},                                   \
+    {"admin.idle_timeout_ms", HM_CFG_INT, SC(admin_idle_timeout_ms), "10000", 0, 100, 3600000,     \
+     "an admin connection that has not sent a whole request for this long is closed, ms"},        \
     {"grpc.bind", HM_CFG_STR, SC(grpc_bind), "127.0.0.1", 0, 0, -1,                                \
      "address of the gRPC endpoint (ControlService, grpc.health.v1); off loopback only with "     \
      "grpc.allow_insecure_remote"},                                                                \
@@ -51,9 +58,16 @@
     {"grpc.max_watch_streams", HM_CFG_INT, SC(grpc_max_watch_streams), "16", 0, 1, 1024,           \
      "streaming calls (WatchStatus, Health/Watch) open at once in the process; more are "         \
      "refused with RESOURCE_EXHAUSTED"},                                                           \
+    {"grpc.max_concurrent_streams", HM_CFG_INT, SC(grpc_max_concurrent_streams), "32", 0, 1, 1024, \
+     "HTTP/2 streams (calls) one gRPC connection may have open at once"},                         \
+    {"grpc.max_connection_idle_ms", HM_CFG_INT, SC(grpc_max_connection_idle_ms), "300000", 0, 100, \
+     2147483647, "a gRPC connection without a call for this long is closed (GOAWAY), ms"},        \
+    {"grpc.max_connection_age_ms", HM_CFG_INT, SC(grpc_max_connection_age_ms), "0", 0, 0,          \
+     2147483647, "a gRPC connection older than this is closed (GOAWAY, then 30 s for its calls), " \
+     "ms; 0: no limit (a himarictl watch would be cut)"},                                          \
 }
 // clang-format on
-#define SERVICE_KEY_COUNT 11
+#define SERVICE_KEY_COUNT 17
 
 #define SERVICE_KEYS_ROW_(id, name, admin, grpc) [HM_SVC_##id] = HM_SERVICE_KEYS_(admin, grpc),
 static const hm_cfg_key k_service_keys[HM_SVC_COUNT_][SERVICE_KEY_COUNT] = {
@@ -225,8 +239,12 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
                                                 NULL)),
         (double)s->started_ms / 1000.0);
 
-    int rc = hm_admin_start(loop, cfg->admin_bind, (int)cfg->admin_port, s->metrics,
-                            ready_trampoline, s, &s->admin, err);
+    hm_admin_opts ao = {.bind = cfg->admin_bind,
+                        .port = (int)cfg->admin_port,
+                        .http2 = cfg->admin_http2,
+                        .max_connections = (int)cfg->admin_max_connections,
+                        .idle_timeout_ms = cfg->admin_idle_timeout_ms};
+    int rc = hm_admin_start(loop, &ao, s->metrics, ready_trampoline, s, &s->admin, err);
     if (rc) goto fail;
     hm_grpc_opts go = {.bind = cfg->grpc_bind,
                        .allow_insecure_remote = cfg->grpc_allow_insecure_remote,
@@ -234,6 +252,9 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
                        .token = cfg->grpc_token,
                        .max_request_bytes = (size_t)cfg->grpc_max_request_bytes,
                        .max_watch_streams = (int)cfg->grpc_max_watch_streams,
+                       .max_concurrent_streams = (int)cfg->grpc_max_concurrent_streams,
+                       .max_connection_idle_ms = cfg->grpc_max_connection_idle_ms,
+                       .max_connection_age_ms = cfg->grpc_max_connection_age_ms,
                        .metrics = s->metrics};
     if ((rc = hm_grpc_server_start(loop, &go, &s->grpc, err))) {
         /* The admin server is open: close it; it finishes before the loop is run. */

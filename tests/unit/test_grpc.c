@@ -21,12 +21,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -255,8 +259,10 @@ struct fixture {
     /* set up by the test (test thread) */
     const char *token;
     scenario_fn scenario;
-    int watch_count;       /* WatchStatus messages before OK; 0: until cancelled */
-    int max_watch_streams; /* the server option; 0: its default */
+    int watch_count;                /* WatchStatus messages before OK; 0: until cancelled */
+    int max_watch_streams;          /* the server option; 0: its default */
+    int64_t max_connection_idle_ms; /* the server options; 0: their defaults */
+    int64_t max_connection_age_ms;
 
     /* loop thread */
     uv_loop_t loop;
@@ -562,6 +568,8 @@ static void run_fixture(fixture *f) {
                       .token = f->token,
                       .max_request_bytes = MAX_REQUEST,
                       .max_watch_streams = f->max_watch_streams,
+                      .max_connection_idle_ms = f->max_connection_idle_ms,
+                      .max_connection_age_ms = f->max_connection_age_ms,
                       .metrics = f->metrics};
     hm_err err;
     int rc = hm_grpc_server_start(&f->loop, &o, &f->srv, &err);
@@ -1307,6 +1315,181 @@ static void test_taken_port_fails_start_naming_the_address_and_leaves_nothing_op
     hm_metrics_free(m);
 }
 
+/* ---- HTTP/2 limits, seen on the wire ------------------------------------------------------------
+ */
+
+/* A raw HTTP/2 client, frame by frame, to see what grpc core was told: its
+ * SETTINGS, its GOAWAYs. Blocking, with a receive timeout (client thread). */
+typedef struct h2_conn {
+    int fd;
+    unsigned char buf[64 * 1024];
+    size_t len;
+} h2_conn;
+
+typedef struct h2_frame {
+    unsigned type, flags;
+    uint32_t stream;
+    unsigned char payload[1024];
+    size_t len; /* of the whole payload; at most sizeof(payload) of it kept */
+} h2_frame;
+
+static int h2_open(h2_conn *c, int port) {
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) return -1;
+    struct timeval tv = {.tv_sec = 5, .tv_usec = 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) return -1;
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    static const unsigned char settings[] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    if (send(c->fd, preface, strlen(preface), MSG_NOSIGNAL) != (ssize_t)strlen(preface)) return -1;
+    if (send(c->fd, settings, sizeof(settings), MSG_NOSIGNAL) != (ssize_t)sizeof(settings))
+        return -1;
+    return 0;
+}
+
+/* The next frame: 1, 0 at EOF, -1 on error or after 5 s of silence. */
+static int h2_next(h2_conn *c, h2_frame *fr) {
+    for (;;) {
+        if (c->len >= 9) {
+            size_t n = (size_t)c->buf[0] << 16 | (size_t)c->buf[1] << 8 | c->buf[2];
+            if (n > sizeof(c->buf) - 9) return -1;
+            if (c->len >= 9 + n) {
+                fr->len = n;
+                fr->type = c->buf[3];
+                fr->flags = c->buf[4];
+                fr->stream = ((uint32_t)c->buf[5] & 0x7f) << 24 | (uint32_t)c->buf[6] << 16 |
+                             (uint32_t)c->buf[7] << 8 | c->buf[8];
+                memcpy(fr->payload, c->buf + 9, n < sizeof(fr->payload) ? n : sizeof(fr->payload));
+                memmove(c->buf, c->buf + 9 + n, c->len - 9 - n);
+                c->len -= 9 + n;
+                return 1;
+            }
+        }
+        ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+        if (r <= 0) return r == 0 ? 0 : -1;
+        c->len += (size_t)r;
+    }
+}
+
+typedef struct wire_rec {
+    int64_t max_streams;    /* SETTINGS_MAX_CONCURRENT_STREAMS sent; -1: none */
+    int goaway_code;        /* -1: no GOAWAY */
+    char goaway_debug[128]; /* its debug data */
+    double goaway_after_ms; /* from connect */
+    bool closed;            /* the server closed the connection after it */
+} wire_rec;
+
+/* Connect, acknowledge the server's SETTINGS (noting MAX_CONCURRENT_STREAMS),
+ * send pings (ping_count, back to back), then read until the GOAWAY
+ * (until_goaway) or until the server closes (5 s of silence at most). */
+static void wire_run(fixture *f, wire_rec *r, int ping_count, bool until_goaway) {
+    h2_conn *c = hm_xcalloc(1, sizeof(*c));
+    h2_frame *fr = hm_xcalloc(1, sizeof(*fr));
+    r->max_streams = -1;
+    r->goaway_code = -1;
+    double t0 = mono_ms();
+    if (h2_open(c, f->port) != 0) goto out;
+    for (int i = 0; i < ping_count; i++) {
+        unsigned char ping[17] = {0, 0, 8, 6, 0, 0, 0, 0, 0};
+        ping[9 + 7] = (unsigned char)i;
+        if (send(c->fd, ping, sizeof(ping), MSG_NOSIGNAL) != (ssize_t)sizeof(ping)) goto out;
+    }
+    int rc;
+    while ((rc = h2_next(c, fr)) == 1) {
+        if (fr->type == 4 && !(fr->flags & 1)) {
+            for (size_t i = 0; i + 6 <= fr->len && i + 6 <= sizeof(fr->payload); i += 6) {
+                unsigned id = (unsigned)fr->payload[i] << 8 | fr->payload[i + 1];
+                uint32_t v = (uint32_t)fr->payload[i + 2] << 24 |
+                             (uint32_t)fr->payload[i + 3] << 16 |
+                             (uint32_t)fr->payload[i + 4] << 8 | fr->payload[i + 5];
+                if (id == 3) r->max_streams = v;
+            }
+            static const unsigned char ack[] = {0, 0, 0, 4, 1, 0, 0, 0, 0};
+            if (send(c->fd, ack, sizeof(ack), MSG_NOSIGNAL) != (ssize_t)sizeof(ack)) break;
+        } else if (fr->type == 7 && fr->len >= 8 && r->goaway_code < 0) {
+            r->goaway_after_ms = mono_ms() - t0;
+            r->goaway_code = (int)((uint32_t)fr->payload[4] << 24 | (uint32_t)fr->payload[5] << 16 |
+                                   (uint32_t)fr->payload[6] << 8 | fr->payload[7]);
+            size_t dl = fr->len - 8;
+            if (dl > sizeof(r->goaway_debug) - 1) dl = sizeof(r->goaway_debug) - 1;
+            memcpy(r->goaway_debug, fr->payload + 8, dl);
+            r->goaway_debug[dl] = '\0';
+            if (until_goaway) goto out;
+        }
+    }
+    r->closed = rc == 0;
+out:
+    if (c->fd >= 0) close(c->fd);
+    free(fr);
+    free(c);
+}
+
+static void scenario_wire_idle(fixture *f) {
+    wire_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    wire_run(f, r, 0, false);
+}
+
+static void scenario_wire_goaway(fixture *f) {
+    wire_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    wire_run(f, r, 0, true);
+}
+
+static void scenario_wire_pings(fixture *f) {
+    wire_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    wire_run(f, r, 4, false);
+}
+
+static void test_settings_carry_the_default_limit_of_32_streams(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_goaway, .max_connection_idle_ms = 300};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    assert_int_equal(r->max_streams, 32);
+    fixture_free(&f);
+}
+
+static void test_an_idle_connection_gets_goaway_and_is_closed(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_idle, .max_connection_idle_ms = 300};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    /* grpc 1.51 closes an idle connection at once: GOAWAY "enter idle", then EOF. */
+    assert_true(r->goaway_code >= 0);
+    if (!strstr(r->goaway_debug, "idle")) fail_msg("GOAWAY debug: '%s'", r->goaway_debug);
+    assert_true(r->goaway_after_ms >= 200 && r->goaway_after_ms < 3000);
+    assert_true(r->closed);
+    fixture_free(&f);
+}
+
+static void test_a_connection_older_than_max_age_gets_goaway(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_goaway, .max_connection_age_ms = 300};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    /* A graceful GOAWAY (NO_ERROR) at 300 ms +- grpc's 10 % jitter; the close
+     * comes after the 30 s grace, which this test does not wait for. */
+    assert_int_equal(r->goaway_code, 0);
+    assert_true(r->goaway_after_ms >= 200 && r->goaway_after_ms < 3000);
+    fixture_free(&f);
+}
+
+static void test_a_ping_flood_without_calls_gets_goaway_enhance_your_calm(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_pings};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    assert_int_equal(r->goaway_code, 0xb); /* ENHANCE_YOUR_CALM */
+    if (!strstr(r->goaway_debug, "too_many_pings")) fail_msg("GOAWAY debug: '%s'", r->goaway_debug);
+    assert_true(r->closed);
+    fixture_free(&f);
+}
+
 /* ---- binds off loopback ------------------------------------------------------------------------
  */
 
@@ -1418,6 +1601,10 @@ int main(void) {
         cmocka_unit_test(test_health_check_and_watch_follow_not_serving_to_serving),
         cmocka_unit_test(test_shutdown_with_calls_in_flight_cancels_them_and_finishes),
         cmocka_unit_test(test_taken_port_fails_start_naming_the_address_and_leaves_nothing_open),
+        cmocka_unit_test(test_settings_carry_the_default_limit_of_32_streams),
+        cmocka_unit_test(test_an_idle_connection_gets_goaway_and_is_closed),
+        cmocka_unit_test(test_a_connection_older_than_max_age_gets_goaway),
+        cmocka_unit_test(test_a_ping_flood_without_calls_gets_goaway_enhance_your_calm),
         cmocka_unit_test(test_loopback_is_told_from_wildcards_and_other_addresses),
         cmocka_unit_test(test_grpc_off_loopback_is_refused_without_the_opt_in_and_warned_with_it),
     };

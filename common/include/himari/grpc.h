@@ -35,6 +35,12 @@
  * bounds streams per connection. A call beyond the cap gets RESOURCE_EXHAUSTED
  * before its request is read. A stream counts until its call is freed.
  *
+ * Per connection (grpc core enforces them): max_concurrent_streams (sent in
+ * SETTINGS), a connection without a call is closed after max_connection_idle_ms,
+ * one older than max_connection_age_ms gets GOAWAY and 30 s for its calls,
+ * pings are policed (a third ping within 5 min without data or a call is
+ * GOAWAY ENHANCE_YOUR_CALM), request metadata is at most 8 KiB.
+ *
  * There is no TLS: the channel, and the bearer token in it, is in clear. So a
  * bind that is not a loopback address is refused unless the caller says
  * allow_insecure_remote (a TLS-terminating proxy in front, or a network that
@@ -58,13 +64,16 @@ typedef struct hm_grpc_server hm_grpc_server;
 typedef struct hm_grpc_call hm_grpc_call;
 
 typedef struct hm_grpc_opts {
-    const char *bind;           /* NULL or "": 127.0.0.1 */
-    bool allow_insecure_remote; /* serve a bind off loopback, without TLS (warned) */
-    int port;                   /* 0: pick a free port (see hm_grpc_server_port) */
-    const char *token;          /* bearer token for mutating methods; NULL/"": none set */
-    size_t max_request_bytes;   /* 0: 65536 */
-    int max_watch_streams;      /* open streaming calls, whole process; 0: 16 */
-    hm_metrics *metrics;        /* may not be NULL */
+    const char *bind;               /* NULL or "": 127.0.0.1 */
+    bool allow_insecure_remote;     /* serve a bind off loopback, without TLS (warned) */
+    int port;                       /* 0: pick a free port (see hm_grpc_server_port) */
+    const char *token;              /* bearer token for mutating methods; NULL/"": none set */
+    size_t max_request_bytes;       /* 0: 65536 */
+    int max_watch_streams;          /* open streaming calls, whole process; 0: 16 */
+    int max_concurrent_streams;     /* per HTTP/2 connection (SETTINGS); 0: 32 */
+    int64_t max_connection_idle_ms; /* a connection without a call is closed; 0: 300000 */
+    int64_t max_connection_age_ms;  /* a connection older is closed (GOAWAY + 30 s); 0: none */
+    hm_metrics *metrics;            /* may not be NULL */
 } hm_grpc_opts;
 
 /**
