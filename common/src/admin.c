@@ -1,8 +1,17 @@
 /*
  * admin.c: the HTTP admin endpoint of every service (/healthz, /readyz,
  * /metrics and the routes a service adds), served by h2o 2.2 on the service's
- * own libuv loop. HTTP/1.1, and HTTP/2 with prior knowledge (h2o's HTTP/1
- * parser switches on the h2 preface).
+ * own libuv loop. HTTP/1.1; HTTP/2 with prior knowledge (h2o's HTTP/1 parser
+ * switches on the h2 preface) only with opts.http2, because h2o 2.2.5 has no
+ * defence against HTTP/2 rapid reset (CVE-2023-44487, docs/SECURITY.md) and a
+ * flood of reset streams would be served on the loop the data path runs on.
+ * With HTTP/1.1 a client gets one response at a time per connection and must
+ * read it before the next request is parsed.
+ *
+ * Limits (hm_admin_opts): connections open at once, and one timeout for a
+ * connection that has not sent a whole request (idle keep-alive, a slow
+ * client, an idle HTTP/2 connection); an HTTP/2 connection gets one request
+ * handled at a time (our handlers answer at once, so more buys nothing).
  *
  * It sits beside the data path: it reads the metrics registry and asks the
  * service whether it is ready, and never touches a record. Everything runs on
@@ -44,10 +53,16 @@
 
 #include "himari/log.h"
 
-/* Open connections served at once; beyond it a connection is accepted and
+/* Default for opts.max_connections: beyond it a connection is accepted and
  * closed at once, so a scraper stuck in a loop cannot exhaust the service's
  * file descriptors. Prometheus and a person with curl need a handful. */
 #define ADMIN_MAX_CONNS 64
+/* Default for opts.idle_timeout_ms (h2o's own default for both protocols). */
+#define ADMIN_IDLE_TIMEOUT_MS 10000
+/* HTTP/2 requests of one connection handled at once (h2o's default: 100).
+ * Handlers answer inline; one at a time means a client that does not read
+ * its responses cannot make us render more than one. */
+#define ADMIN_H2_CONCURRENT_REQUESTS 1
 /* Pending connections the kernel queues before we accept them. */
 #define ADMIN_BACKLOG 64
 /* Every route is a GET; a request body larger than this is refused by h2o
@@ -109,6 +124,7 @@ struct hm_admin {
 
     admin_conn *conns; /* every connection whose handle is not yet closed */
     size_t n_conns;
+    size_t max_conns;
 
     hm_buf body; /* response scratch; h2o copies it into the request's pool */
     int port;
@@ -342,7 +358,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     a->n_conns++;
 
     rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
-    if (rc != 0 || a->n_conns > ADMIN_MAX_CONNS) {
+    if (rc != 0 || a->n_conns > a->max_conns) {
         log_limited(HM_LOG_WARN, "admin_connection_refused",
                     (const hm_log_field[]){
                         HM_LS("error", rc != 0 ? uv_strerror(rc) : "too many connections"),
@@ -532,10 +548,16 @@ static void free_on_close(uv_handle_t *handle) {
     admin_free(handle->data);
 }
 
-static void setup_h2o(hm_admin *a) {
+static void setup_h2o(hm_admin *a, bool http2, uint64_t idle_timeout_ms) {
     h2o_config_init(&a->config);
     a->config.server_name = h2o_iovec_init(H2O_STRLIT("himari/" HM_VERSION));
     a->config.max_request_entity_size = ADMIN_MAX_REQUEST_BODY;
+    /* In 2.2.5 this one flag governs both the h2c upgrade and the prior-knowledge
+     * preface: off, "PRI * HTTP/2.0" is a bad HTTP/1 request (400, closed). */
+    a->config.http1.upgrade_to_http2 = http2;
+    a->config.http1.req_timeout = idle_timeout_ms;
+    a->config.http2.idle_timeout = idle_timeout_ms;
+    a->config.http2.max_concurrent_requests_per_connection = ADMIN_H2_CONCURRENT_REQUESTS;
     /* The first host is h2o's fallback for any Host header. */
     h2o_hostconf_t *host =
         h2o_config_register_host(&a->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -549,14 +571,16 @@ static void setup_h2o(hm_admin *a) {
     a->accept_ctx.hosts = a->config.hosts;
 }
 
-int hm_admin_start(uv_loop_t *loop, const char *bind, int port, hm_metrics *metrics,
+int hm_admin_start(uv_loop_t *loop, const hm_admin_opts *opts, hm_metrics *metrics,
                    hm_admin_ready_cb ready, void *ready_ud, hm_admin **out, hm_err *err) {
     assert(loop != NULL);
+    assert(opts != NULL);
     assert(metrics != NULL);
     assert(out != NULL);
     *out = NULL;
 
-    const char *host = (bind && bind[0]) ? bind : "127.0.0.1";
+    const char *host = (opts->bind && opts->bind[0]) ? opts->bind : "127.0.0.1";
+    int port = opts->port;
     char where[96];
     format_where(host, port, where, sizeof(where));
     if (port < 0 || port > 65535)
@@ -565,6 +589,17 @@ int hm_admin_start(uv_loop_t *loop, const char *bind, int port, hm_metrics *metr
     if (parse_bind(host, port, &ss) != 0)
         return hm_err_set(err, -EINVAL, "admin: cannot listen on %s: not an IPv4 or IPv6 address",
                           where);
+    /* Nothing here is secret (no token is taken, /status has no config
+     * values), so a bind off loopback is allowed; but it is plain HTTP without
+     * authentication, and whoever reaches it reads the metrics and the status
+     * and can keep the loop busy: said once, at start. */
+    if (!hm_addr_is_loopback(host))
+        hm_log_emit(
+            HM_LOG_WARN, "admin_not_loopback",
+            (const hm_log_field[]){HM_LS("address", where),
+                                   HM_LS("reason", "served in clear and without authentication to "
+                                                   "whoever can reach this address"),
+                                   {0}});
     int fd = -1;
     int rc = open_listen_socket(&ss, &fd);
     if (rc != 0)
@@ -576,6 +611,7 @@ int hm_admin_start(uv_loop_t *loop, const char *bind, int port, hm_metrics *metr
     a->ready = ready;
     a->ready_ud = ready_ud;
     a->body = (hm_buf)HM_BUF_INIT;
+    a->max_conns = opts->max_connections > 0 ? (size_t)opts->max_connections : ADMIN_MAX_CONNS;
 
     rc = uv_tcp_init(loop, &a->listener);
     if (rc != 0) {
@@ -608,14 +644,20 @@ int hm_admin_start(uv_loop_t *loop, const char *bind, int port, hm_metrics *metr
         !(old.sa_flags & SA_SIGINFO))
         signal(SIGPIPE, SIG_IGN);
 
-    setup_h2o(a);
+    uint64_t idle_ms =
+        opts->idle_timeout_ms > 0 ? (uint64_t)opts->idle_timeout_ms : ADMIN_IDLE_TIMEOUT_MS;
+    setup_h2o(a, opts->http2, idle_ms);
     a->requests_total = hm_metrics_counter(metrics, "himari_admin_requests_total",
                                            "HTTP requests served by the admin endpoint, by route "
                                            "(\"other\" for unknown paths) and status code.",
                                            "path,code");
     format_where(host, a->port, where, sizeof(where));
     hm_log_emit(HM_LOG_INFO, "admin_listening",
-                (const hm_log_field[]){HM_LS("address", where), {0}});
+                (const hm_log_field[]){HM_LS("address", where),
+                                       HM_LB("http2", opts->http2),
+                                       HM_LI("max_connections", (int64_t)a->max_conns),
+                                       HM_LI("idle_timeout_ms", (int64_t)idle_ms),
+                                       {0}});
     *out = a;
     return 0;
 }

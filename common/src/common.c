@@ -5,7 +5,9 @@
  */
 #include "himari/common.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,16 @@ int hm_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len
     *out = buf;
     if (out_len) *out_len = got;
     return 0;
+}
+
+bool hm_addr_is_loopback(const char *host) {
+    if (!host || !*host || strcmp(host, "localhost") == 0) return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host, &a6) != 1) return false;
+    if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
 void hm_panic(const char *fmt, ...) {

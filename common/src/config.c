@@ -12,6 +12,9 @@
  * the required-key check. Only when all of that passed are the old values in
  * dst freed and the scratch copies copied over dst.
  *
+ * A secret file that its group or others may read (mode & 077) is loaded, with
+ * one warning naming the key, the file and its mode (config_secret_file_mode).
+ *
  * Must never: half-apply a load (dst changes only on success), put a secret's
  * value in any message, or stop the process on bad input (hm_panic is kept for
  * a broken schema or default, which is a programming error that the first test
@@ -29,6 +32,8 @@
 #include <sys/stat.h>
 
 #include <yaml.h>
+
+#include "himari/log.h"
 
 enum {
     CFG_MAX_FILE_BYTES = 1 << 20,    /* a config is a page or two; refuse anything absurd */
@@ -138,6 +143,27 @@ static const char *cfg_map_get(const hm_str_map *m, const char *key) {
         if (strcmp(m->keys[i], key) == 0) return m->vals[i];
     }
     return NULL;
+}
+
+/* Does hay contain needle, ignoring ASCII case? */
+static bool cfg_contains_ci(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (const char *p = hay; *p; p++) {
+        if (strncasecmp(p, needle, n) == 0) return true;
+    }
+    return false;
+}
+
+bool hm_config_is_secret_name(const char *name) {
+    static const char *const parts[] = {"password", "secret", "passphrase", "private.key"};
+    static const char suffix[] = "key.pem";
+    if (!name) return false;
+    for (size_t i = 0; i < HM_ARRAY_LEN(parts); i++) {
+        if (cfg_contains_ci(name, parts[i])) return true;
+    }
+    size_t len = strlen(name), slen = sizeof(suffix) - 1;
+    if (len >= slen && strcasecmp(name + len - slen, suffix) == 0) return true;
+    return strcasecmp(name, "sasl.oauthbearer.config") == 0;
 }
 
 /* The last component of a dotted path: "redis.password" -> "password". */
@@ -447,6 +473,48 @@ static bool cfg_is_string_node(const yaml_node_t *n) {
            strlen(cfg_scalar(n)) == n->data.scalar.length;
 }
 
+/**
+ * @brief Read the secret file named by the key kpath (a "<key>_file" form) into
+ * *out (malloc'd, the caller frees): the content without one trailing newline.
+ * Messages name the origin, line, kpath and the file, never the content.
+ */
+static int cfg_read_secret_file(hm_err *err, const cfg_origin *o, int line, const char *kpath,
+                                const char *file, char **out) {
+    /* hm_read_file would read a directory as an empty secret. */
+    struct stat st;
+    bool have_st = stat(file, &st) == 0;
+    if (have_st && S_ISDIR(st.st_mode))
+        return cfg_fail(err, o, line, kpath, "%s: is a directory", file);
+    char *buf = NULL;
+    size_t len = 0;
+    hm_err e = {{0}};
+    int rc = hm_read_file(file, CFG_MAX_SECRET_BYTES, &buf, &len, &e);
+    if (rc != 0) {
+        cfg_fail(err, o, line, kpath, "%s", e.msg);
+        return rc;
+    }
+    if (strlen(buf) != len) {
+        free(buf);
+        return cfg_fail(err, o, line, kpath, "%s: contains a NUL byte", file);
+    }
+    /* Editors and `echo` end files with a newline that is not the secret. */
+    if (len >= 1 && buf[len - 1] == '\n') buf[--len] = '\0';
+    if (len >= 1 && buf[len - 1] == '\r') buf[--len] = '\0';
+    /* Loaded all the same (a deploy may have its reasons, and refusing would stop a
+     * running service at its next reload), but said: the name and mode, never the
+     * content. A symlink is judged by its target, as stat follows it. */
+    if (have_st && (st.st_mode & 077)) {
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
+        hm_log_warn("config_secret_file_mode", HM_LS("key", kpath), HM_LS("file", file),
+                    HM_LS("mode", mode),
+                    HM_LS("reason", "group or others may read this secret; chmod 0600 (or "
+                                    "0400) it, owned by the service's user"));
+    }
+    *out = buf;
+    return 0;
+}
+
 static int cfg_node_list(const cfg_origin *o, hm_err *err, const hm_cfg_key *k, void *f,
                          yaml_document_t *doc, yaml_node_t *n) {
     hm_str_list l = {0};
@@ -468,10 +536,26 @@ static int cfg_node_list(const cfg_origin *o, hm_err *err, const hm_cfg_key *k, 
     return 0;
 }
 
-/* A free-form mapping: its inner keys are the user's, not the schema's. */
+/* "ssl.key.password_file" in a map with secret values: the length of the inner
+ * key it stands for ("ssl.key.password"), or 0 when it is not such a form. */
+static size_t cfg_map_secret_file_base(const hm_cfg_key *k, const char *key) {
+    static const char suffix[] = "_file";
+    size_t len = strlen(key), slen = sizeof(suffix) - 1;
+    if (!(k->flags & HM_CFG_SECRET_VALUES) || len <= slen || strcmp(key + len - slen, suffix) != 0)
+        return 0;
+    char *base = hm_xstrndup(key, len - slen);
+    bool secret = hm_config_is_secret_name(base);
+    free(base);
+    return secret ? len - slen : 0;
+}
+
+/* A free-form mapping: its inner keys are the user's, not the schema's. In a
+ * map with secret values, "<secret key>_file: path" stores the file's content
+ * under "<secret key>". */
 static int cfg_node_map(const cfg_origin *o, hm_err *err, const hm_cfg_key *k, void *f,
                         yaml_document_t *doc, yaml_node_t *n) {
     hm_str_map m = {0};
+    bool *from_file = NULL; /* per entry of m: given as <key>_file */
     char echo[CFG_ECHO_MAX + 8];
     char kpath[CFG_MAX_PATH + CFG_ECHO_MAX + 16];
     int rc;
@@ -486,22 +570,45 @@ static int cfg_node_map(const cfg_origin *o, hm_err *err, const hm_cfg_key *k, v
         const char *key = cfg_scalar(kn);
         snprintf(kpath, sizeof(kpath), "%s.%s", k->path,
                  cfg_echo(key, kn->data.scalar.length, echo, sizeof(echo)));
-        if (cfg_map_get(&m, key)) {
-            rc = cfg_fail(err, o, cfg_line(kn), kpath, "duplicate key");
+        size_t base_len = cfg_map_secret_file_base(k, key);
+        char *name = hm_xstrndup(key, base_len ? base_len : kn->data.scalar.length);
+        for (size_t i = 0; i < m.n; i++) {
+            if (strcmp(m.keys[i], name) != 0) continue;
+            if (from_file[i] != (base_len > 0))
+                rc = cfg_fail(err, o, cfg_line(kn), kpath,
+                              "give either the value or %s_file, not both", name);
+            else
+                rc = cfg_fail(err, o, cfg_line(kn), kpath, "duplicate key");
+            free(name);
             goto err;
         }
         if (!cfg_is_string_node(vn)) {
-            rc = cfg_fail(err, o, vn ? cfg_line(vn) : cfg_line(kn), kpath,
-                          "expected a string, got %s", vn ? cfg_node_kind(vn) : "nothing");
+            rc =
+                cfg_fail(err, o, vn ? cfg_line(vn) : cfg_line(kn), kpath, "expected %s, got %s",
+                         base_len ? "a file path" : "a string", vn ? cfg_node_kind(vn) : "nothing");
+            free(name);
             goto err;
         }
-        cfg_map_push(&m, hm_xstrndup(key, kn->data.scalar.length),
-                     hm_xstrndup(cfg_scalar(vn), vn->data.scalar.length));
+        char *val = NULL;
+        if (base_len) {
+            rc = cfg_read_secret_file(err, o, cfg_line(vn), kpath, cfg_scalar(vn), &val);
+            if (rc != 0) {
+                free(name);
+                goto err;
+            }
+        } else {
+            val = hm_xstrndup(cfg_scalar(vn), vn->data.scalar.length);
+        }
+        from_file = hm_xrealloc(from_file, (m.n + 1) * sizeof(*from_file));
+        from_file[m.n] = base_len > 0;
+        cfg_map_push(&m, name, val);
     }
+    free(from_file);
     hm_str_map_free(f);
     *(hm_str_map *)f = m;
     return 0;
 err:
+    free(from_file);
     hm_str_map_free(&m);
     return rc;
 }
@@ -955,28 +1062,9 @@ static int cfg_read_secrets(cfg_load *ld) {
         snprintf(kpath, sizeof(kpath), "%s_file", s->key->path);
         cfg_origin eo = {.source = CFG_FROM_ENV, .env = fname};
         const cfg_origin *o = s->secret_env ? &eo : &ld->file;
-
-        /* hm_read_file would read a directory as an empty secret. */
-        struct stat st;
-        if (stat(s->secret_path, &st) == 0 && S_ISDIR(st.st_mode))
-            return cfg_fail(ld->err, o, s->secret_line, kpath, "%s: is a directory",
-                            s->secret_path);
         char *buf = NULL;
-        size_t len = 0;
-        hm_err e = {{0}};
-        int rc = hm_read_file(s->secret_path, CFG_MAX_SECRET_BYTES, &buf, &len, &e);
-        if (rc != 0) {
-            cfg_fail(ld->err, o, s->secret_line, kpath, "%s", e.msg);
-            return rc;
-        }
-        if (strlen(buf) != len) {
-            free(buf);
-            return cfg_fail(ld->err, o, s->secret_line, kpath, "%s: contains a NUL byte",
-                            s->secret_path);
-        }
-        /* Editors and `echo` end files with a newline that is not the secret. */
-        if (len >= 1 && buf[len - 1] == '\n') buf[--len] = '\0';
-        if (len >= 1 && buf[len - 1] == '\r') buf[--len] = '\0';
+        int rc = cfg_read_secret_file(ld->err, o, s->secret_line, kpath, s->secret_path, &buf);
+        if (rc != 0) return rc;
         cfg_field_free(HM_CFG_SECRET, s->field);
         *(char **)s->field = buf;
         s->provided = true;
@@ -1213,7 +1301,13 @@ void hm_config_digest(const hm_cfg_section *sections, size_t n_sections, char ou
                         if (j) h = cfg_fnv_str(h, ",");
                         h = cfg_fnv_str(h, m->keys[j]);
                         h = cfg_fnv_str(h, "=");
-                        h = cfg_fnv_str(h, m->vals[j]);
+                        if ((key->flags & HM_CFG_SECRET_VALUES) &&
+                            hm_config_is_secret_name(m->keys[j])) {
+                            snprintf(num, sizeof(num), "<set:%zu bytes>", strlen(m->vals[j]));
+                            h = cfg_fnv_str(h, num);
+                        } else {
+                            h = cfg_fnv_str(h, m->vals[j]);
+                        }
                     }
                     break;
                 }

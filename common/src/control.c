@@ -11,6 +11,7 @@
  */
 #include "himari/control.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,11 +219,31 @@ static void resume_(hm_grpc_call *call, const ProtobufCMessage *req, void *ud) {
 
 /* ---- ReloadConfig ---------------------------------------------------------- */
 
+/* The request's path must be empty or exactly the --config the service was started with:
+ * the token allows a reload, not reading a file of the caller's choosing (its lines would
+ * come back in the error, and a FIFO or a huge file would stall the loop). Compared as
+ * given, without touching the file system: another name for the same file is refused. */
+static bool reload_path_allowed(const hm_control *c, const char *asked) {
+    if (!asked || !*asked) return true;
+    return c->config_path && strcmp(asked, c->config_path) == 0;
+}
+
 static void reload_config(hm_grpc_call *call, const ProtobufCMessage *req, void *ud) {
     hm_control *c = ud;
     const hm_service_schema *schema = c->schema;
     const Himari__V1__ReloadConfigRequest *r = (const void *)req;
-    const char *path = (r->path && *r->path) ? r->path : c->config_path;
+    if (!reload_path_allowed(c, r->path)) {
+        char shown[128];
+        snprintf(shown, sizeof(shown), "%.120s", r->path);
+        hm_log_warn("control_reload_refused", HM_LS("path", shown),
+                    HM_LS("error", "not the configured file"));
+        hm_grpc_reply_error(call, GRPC_STATUS_PERMISSION_DENIED,
+                            "path: only the file the service was started with can be reloaded "
+                            "(%s); leave path empty",
+                            c->config_path ? c->config_path : "none: started without --config");
+        return;
+    }
+    const char *path = c->config_path;
     void *fresh = hm_xcalloc(1, schema->size);
     hm_err err;
     if (hm_service_config_load(schema, fresh, path, &err) != 0) {

@@ -74,9 +74,27 @@
 #define HM_GRPC_SLOTS 16
 /* Default request size limit (bytes) when the options give 0. */
 #define HM_GRPC_DEFAULT_MAX_REQUEST 65536
-/* HTTP/2 streams one connection may have open at once; bounds what one
- * misbehaving client can make us hold. */
-#define HM_GRPC_MAX_STREAMS 256
+/* Default cap on open streaming calls (WatchStatus, Health/Watch) in the whole
+ * process when the options give 0: an operator watches one or two services,
+ * a health checker holds one Watch. */
+#define HM_GRPC_DEFAULT_MAX_WATCH_STREAMS 16
+/* Defaults of the per-connection limits when the options give 0
+ * (grpc.max_concurrent_streams, grpc.max_connection_idle_ms): the streams one
+ * connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS; grpc's own
+ * default is unlimited), and how long a connection without a call is kept. */
+#define HM_GRPC_DEFAULT_MAX_STREAMS 32
+#define HM_GRPC_DEFAULT_IDLE_MS     300000
+/* Calls still running on a connection past its maximum age get this long
+ * after the GOAWAY, ms (longer than a Drain's last commit normally takes). */
+#define HM_GRPC_AGE_GRACE_MS 30000
+/* Keepalive enforcement, as grpc's defaults but pinned here so an upgrade
+ * cannot loosen them: a ping sooner than 5 min after the last one, with no
+ * call open, is a strike; the third strike is GOAWAY ENHANCE_YOUR_CALM
+ * ("too_many_pings"). Clients may not ping without calls. */
+#define HM_GRPC_MIN_PING_INTERVAL_MS 300000
+#define HM_GRPC_MAX_PING_STRIKES     2
+/* Request metadata (headers) per call, bytes: ours is a path and a token. */
+#define HM_GRPC_MAX_METADATA 8192
 /* How long shutdown waits for the status batches it started (health Watch
  * streams ending with UNAVAILABLE) before cancelling every call, ms. A client
  * that stopped reading must not hold the shutdown up. */
@@ -141,6 +159,8 @@ struct hm_grpc_server {
     char *address; /* "127.0.0.1:9081", for logs */
     char *token;   /* NULL: none set */
     size_t max_request_bytes;
+    size_t max_streams; /* open streaming calls allowed (max_watch_streams) */
+    size_t n_streams;   /* streaming calls counted and not yet freed */
 
     /* Routing: pointers sorted by path (routes never move once added). */
     grpc_route **routes;
@@ -149,6 +169,8 @@ struct hm_grpc_server {
 
     hm_metric_family *calls_total;
     hm_metric_family *handling_seconds;
+    hm_gauge *streams_open;      /* himari_grpc_watch_streams */
+    hm_counter *streams_refused; /* himari_grpc_watch_streams_refused_total */
 
     grpc_slot slots[HM_GRPC_SLOTS];
     size_t n_armed;
@@ -202,6 +224,7 @@ struct hm_grpc_call {
     bool status_started;
     bool finish_pending;          /* finish asked while a send was in flight */
     bool recv_failed;             /* the request never arrived (see on_recv) */
+    bool stream_counted;          /* holds one of s->max_streams until freed */
     grpc_status_code status_code; /* the status we sent (or will send) */
     char *pending_msg;
 
@@ -380,6 +403,11 @@ static void call_free(hm_grpc_call *c) {
     grpc_metadata_array_destroy(&c->md);
     grpc_call_details_destroy(&c->details);
     grpc_call_unref(c->gc);
+    if (c->stream_counted) {
+        assert(s->n_streams > 0);
+        s->n_streams--;
+        hm_gauge_set(s->streams_open, (double)s->n_streams);
+    }
     free(c);
     assert(s->n_calls > 0);
     s->n_calls--;
@@ -650,12 +678,28 @@ static void on_new_call(hm_grpc_server *s, grpc_slot *slot, bool ok) {
                                         m ? (const char *)GRPC_SLICE_START_PTR(m->value) : NULL,
                                         m ? GRPC_SLICE_LENGTH(m->value) : 0);
         }
+        bool streaming = (r->flags & HM_GRPC_STREAMING) != 0;
         if (auth == GRPC_STATUS_UNAUTHENTICATED) {
             call_finish(c, auth, "missing or malformed bearer token");
         } else if (auth == GRPC_STATUS_PERMISSION_DENIED) {
             call_finish(c, auth,
                         s->token ? "wrong bearer token" : "no token configured on the server");
+        } else if (streaming && s->n_streams >= s->max_streams) {
+            /* Refused before the request is read: a flood of Watch calls costs
+             * a status each, never a timer or a Status message. */
+            hm_counter_inc(s->streams_refused);
+            hm_log_limited(HM_LOG_WARN, "grpc_watch_streams_exhausted", 6,
+                           HM_LS("method", r->path + 1), HM_LI("limit", (int64_t)s->max_streams));
+            char msg[128];
+            snprintf(msg, sizeof(msg), "too many open streams (grpc.max_watch_streams: %zu)",
+                     s->max_streams);
+            call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
         } else {
+            if (streaming) {
+                c->stream_counted = true;
+                s->n_streams++;
+                hm_gauge_set(s->streams_open, (double)s->n_streams);
+            }
             grpc_op recv_op;
             memset(&recv_op, 0, sizeof(recv_op));
             recv_op.op = GRPC_OP_RECV_MESSAGE;
@@ -946,22 +990,36 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
     if (opts->port < 0 || opts->port > 65535)
         return hm_err_set(err, -EINVAL, "grpc: port %d out of range", opts->port);
     const char *bind = (opts->bind && *opts->bind) ? opts->bind : "127.0.0.1";
-    hm_grpc_server *s = hm_xcalloc(1, sizeof(*s));
-    s->loop = loop;
-    s->max_request_bytes =
-        opts->max_request_bytes ? opts->max_request_bytes : HM_GRPC_DEFAULT_MAX_REQUEST;
-    if (s->max_request_bytes > INT32_MAX) s->max_request_bytes = INT32_MAX;
-    s->token = (opts->token && *opts->token) ? hm_xstrdup(opts->token) : NULL;
-    s->unknown.path = hm_xstrdup("/unknown");
-    s->unknown.path_len = strlen(s->unknown.path);
-    s->shutdown_tag = (grpc_tag){TAG_SHUTDOWN, s};
-    pthread_mutex_init(&s->mu, NULL);
-
     char addr[300];
     if (strchr(bind, ':'))
         snprintf(addr, sizeof(addr), "[%s]:%d", bind, opts->port);
     else
         snprintf(addr, sizeof(addr), "%s:%d", bind, opts->port);
+    if (!hm_addr_is_loopback(bind)) {
+        /* No TLS: whoever is on the path reads the bearer token of every
+         * mutating call. Refused before anything is created or bound. */
+        if (!opts->allow_insecure_remote)
+            return hm_err_set(err, -EPERM,
+                              "grpc: refusing to listen on %s: not a loopback address, and gRPC "
+                              "is served without TLS (bearer tokens would cross the network in "
+                              "clear); set grpc.allow_insecure_remote: true to allow it",
+                              addr);
+        hm_log_warn("grpc_insecure_remote", HM_LS("address", addr),
+                    HM_LS("reason", "not a loopback address and no TLS: bearer tokens travel "
+                                    "in clear (grpc.allow_insecure_remote is true)"));
+    }
+    hm_grpc_server *s = hm_xcalloc(1, sizeof(*s));
+    s->loop = loop;
+    s->max_request_bytes =
+        opts->max_request_bytes ? opts->max_request_bytes : HM_GRPC_DEFAULT_MAX_REQUEST;
+    if (s->max_request_bytes > INT32_MAX) s->max_request_bytes = INT32_MAX;
+    s->max_streams = opts->max_watch_streams > 0 ? (size_t)opts->max_watch_streams
+                                                 : HM_GRPC_DEFAULT_MAX_WATCH_STREAMS;
+    s->token = (opts->token && *opts->token) ? hm_xstrdup(opts->token) : NULL;
+    s->unknown.path = hm_xstrdup("/unknown");
+    s->unknown.path_len = strlen(s->unknown.path);
+    s->shutdown_tag = (grpc_tag){TAG_SHUTDOWN, s};
+    pthread_mutex_init(&s->mu, NULL);
 
     s->calls_total =
         hm_metrics_counter(opts->metrics, "himari_grpc_calls_total",
@@ -971,21 +1029,48 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
         "Time from a gRPC call's arrival to its end (status sent or cancelled).", "method",
         hm_latency_buckets, hm_latency_buckets_n);
     s->unknown.seconds = hm_metrics_histogram_child(s->handling_seconds, "unknown");
+    s->streams_open = hm_metrics_gauge_child(
+        hm_metrics_gauge(opts->metrics, "himari_grpc_watch_streams",
+                         "Streaming gRPC calls (WatchStatus, Health/Watch) open now.", NULL));
+    s->streams_refused = hm_metrics_counter_child(
+        hm_metrics_counter(opts->metrics, "himari_grpc_watch_streams_refused_total",
+                           "Streaming gRPC calls refused with RESOURCE_EXHAUSTED because "
+                           "grpc.max_watch_streams were open.",
+                           NULL));
 
     grpc_init(); /* reference counted by grpc: one per server, released at the end */
-    grpc_arg args[3];
-    memset(args, 0, sizeof(args));
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)s->max_request_bytes;
+    int max_streams = opts->max_concurrent_streams > 0 ? opts->max_concurrent_streams
+                                                       : HM_GRPC_DEFAULT_MAX_STREAMS;
+    int64_t idle_ms =
+        opts->max_connection_idle_ms > 0 ? opts->max_connection_idle_ms : HM_GRPC_DEFAULT_IDLE_MS;
+    int64_t age_ms = opts->max_connection_age_ms > 0 ? opts->max_connection_age_ms : INT32_MAX;
+    if (idle_ms > INT32_MAX) idle_ms = INT32_MAX;
+    if (age_ms > INT32_MAX) age_ms = INT32_MAX;
     /* A port someone else holds is an error, not a second listener that
-     * silently shares (and steals) its connections. */
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
-    args[1].value.integer = 0;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
-    args[2].value.integer = HM_GRPC_MAX_STREAMS;
+     * silently shares (and steals) its connections (so_reuseport 0). The
+     * rest bounds what one client can make us hold: docs/SECURITY.md. */
+    const struct {
+        const char *key;
+        int value;
+    } ints[] = {
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->max_request_bytes},
+        {GRPC_ARG_ALLOW_REUSEPORT, 0},
+        {GRPC_ARG_MAX_CONCURRENT_STREAMS, max_streams},
+        {GRPC_ARG_MAX_CONNECTION_IDLE_MS, (int)idle_ms},
+        {GRPC_ARG_MAX_CONNECTION_AGE_MS, (int)age_ms},
+        {GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, HM_GRPC_AGE_GRACE_MS},
+        {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, HM_GRPC_MIN_PING_INTERVAL_MS},
+        {GRPC_ARG_HTTP2_MAX_PING_STRIKES, HM_GRPC_MAX_PING_STRIKES},
+        {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0},
+        {GRPC_ARG_MAX_METADATA_SIZE, HM_GRPC_MAX_METADATA},
+    };
+    grpc_arg args[HM_ARRAY_LEN(ints)];
+    memset(args, 0, sizeof(args));
+    for (size_t i = 0; i < HM_ARRAY_LEN(ints); i++) {
+        args[i].type = GRPC_ARG_INTEGER;
+        args[i].key = (char *)ints[i].key;
+        args[i].value.integer = ints[i].value;
+    }
     grpc_channel_args cargs = {.num_args = HM_ARRAY_LEN(args), .args = args};
     s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
@@ -1044,6 +1129,10 @@ int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_serv
     }
     hm_log_info("grpc_listening", HM_LS("address", s->address), HM_LI("port", s->port),
                 HM_LI("max_request_bytes", (int64_t)s->max_request_bytes),
+                HM_LI("max_watch_streams", (int64_t)s->max_streams),
+                HM_LI("max_concurrent_streams", max_streams),
+                HM_LI("max_connection_idle_ms", idle_ms),
+                HM_LI("max_connection_age_ms", age_ms == INT32_MAX ? 0 : age_ms),
                 HM_LB("token_set", s->token != NULL));
     *out = s;
     return 0;

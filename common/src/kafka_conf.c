@@ -31,16 +31,22 @@ const hm_cfg_key hm_kafka_config_keys[] = {
      "CA certificate file for ssl/sasl_ssl; empty: system default"},
     {"kafka.statistics_interval_ms", HM_CFG_INT, KC(statistics_interval_ms), "5000", 0, 0, 3600000,
      "librdkafka statistics into metrics every N ms; 0 disables"},
-    {"kafka.properties", HM_CFG_STR_MAP, KC(properties), NULL, 0, 0, -1,
-     "further librdkafka properties, passed as is (e.g. socket.keepalive.enable: 'true')"},
+    {"kafka.properties", HM_CFG_STR_MAP, KC(properties), NULL, HM_CFG_SECRET_VALUES, 0, -1,
+     "further librdkafka properties, passed as is (e.g. socket.keepalive.enable: 'true'); a "
+     "secret one (ssl.key.password, ...) may be given as <name>_file: /run/secrets/x"},
 };
 const size_t hm_kafka_config_keys_n = HM_ARRAY_LEN(hm_kafka_config_keys);
 
 int hm_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, hm_err *err) {
     char errstr[256];
-    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK) return 0;
+    if (!hm_config_is_secret_name(name))
         return hm_err_set(err, -EINVAL, "kafka: %s=%s: %s", name, value, errstr);
-    return 0;
+    /* A secret (kafka.properties.ssl.key.password, ...): neither our message nor
+     * librdkafka's, should it quote the value, may carry it. */
+    if (*value && strstr(errstr, value))
+        return hm_err_set(err, -EINVAL, "kafka: %s: invalid value (not shown: a secret)", name);
+    return hm_err_set(err, -EINVAL, "kafka: %s: %s", name, errstr);
 }
 
 static bool nonempty(const char *s) {
@@ -61,13 +67,10 @@ int hm_kafka_conf_apply(rd_kafka_conf_t *conf, const hm_kafka_config *kc, hm_err
     if (nonempty(kc->sasl_username) &&
         (rc = hm_kafka_conf_set(conf, "sasl.username", kc->sasl_username, err)))
         return rc;
-    if (nonempty(kc->sasl_password)) {
-        char errstr[256];
-        /* Not through hm_kafka_conf_set: its message would echo the secret. */
-        if (rd_kafka_conf_set(conf, "sasl.password", kc->sasl_password, errstr, sizeof(errstr)) !=
-            RD_KAFKA_CONF_OK)
-            return hm_err_set(err, -EINVAL, "kafka: sasl.password: %s", errstr);
-    }
+    /* A secret name: hm_kafka_conf_set keeps the value out of its message. */
+    if (nonempty(kc->sasl_password) &&
+        (rc = hm_kafka_conf_set(conf, "sasl.password", kc->sasl_password, err)))
+        return rc;
     if (nonempty(kc->ssl_ca_location) &&
         (rc = hm_kafka_conf_set(conf, "ssl.ca.location", kc->ssl_ca_location, err)))
         return rc;

@@ -35,8 +35,19 @@
      "address of the HTTP admin endpoint (/healthz /readyz /metrics /status)"},                    \
     {"admin.port", HM_CFG_INT, SC(admin_port), #admin_default, 0, 0, 65535,                        \
      "port of the HTTP admin endpoint; 0 picks a free port"},                                      \
+    {"admin.http2", HM_CFG_BOOL, SC(admin_http2), "false", 0, 0, -1,                               \
+     "also serve HTTP/2 with prior knowledge (h2o 2.2.5 has no rapid-reset defence: "             \
+     "docs/SECURITY.md); false: HTTP/1.1 only"},                                                   \
+    {"admin.max_connections", HM_CFG_INT, SC(admin_max_connections), "64", 0, 1, 4096,             \
+     "admin connections open at once; more are closed at once"},                                   \
+    {"admin.idle_timeout_ms", HM_CFG_INT, SC(admin_idle_timeout_ms), "10000", 0, 100, 3600000,     \
+     "an admin connection that has not sent a whole request for this long is closed, ms"},        \
     {"grpc.bind", HM_CFG_STR, SC(grpc_bind), "127.0.0.1", 0, 0, -1,                                \
-     "address of the gRPC endpoint (ControlService, grpc.health.v1)"},                             \
+     "address of the gRPC endpoint (ControlService, grpc.health.v1); off loopback only with "     \
+     "grpc.allow_insecure_remote"},                                                                \
+    {"grpc.allow_insecure_remote", HM_CFG_BOOL, SC(grpc_allow_insecure_remote), "false", 0, 0, -1, \
+     "serve gRPC on a bind that is not loopback although it has no TLS (the bearer token "        \
+     "travels in clear): only behind a TLS proxy or on a trusted network"},                        \
     {"grpc.port", HM_CFG_INT, SC(grpc_port), #grpc_default, 0, 0, 65535,                           \
      "port of the gRPC endpoint; 0 picks a free port"},                                            \
     {"grpc.token", HM_CFG_SECRET, SC(grpc_token), NULL, HM_CFG_RELOADABLE, 0, -1,                  \
@@ -44,9 +55,19 @@
      "those calls are refused"},                                                                   \
     {"grpc.max_request_bytes", HM_CFG_INT, SC(grpc_max_request_bytes), "65536", 0, 64, 16777216,   \
      "larger gRPC requests are refused with RESOURCE_EXHAUSTED"},                                  \
+    {"grpc.max_watch_streams", HM_CFG_INT, SC(grpc_max_watch_streams), "16", 0, 1, 1024,           \
+     "streaming calls (WatchStatus, Health/Watch) open at once in the process; more are "         \
+     "refused with RESOURCE_EXHAUSTED"},                                                           \
+    {"grpc.max_concurrent_streams", HM_CFG_INT, SC(grpc_max_concurrent_streams), "32", 0, 1, 1024, \
+     "HTTP/2 streams (calls) one gRPC connection may have open at once"},                         \
+    {"grpc.max_connection_idle_ms", HM_CFG_INT, SC(grpc_max_connection_idle_ms), "300000", 0, 100, \
+     2147483647, "a gRPC connection without a call for this long is closed (GOAWAY), ms"},        \
+    {"grpc.max_connection_age_ms", HM_CFG_INT, SC(grpc_max_connection_age_ms), "0", 0, 0,          \
+     2147483647, "a gRPC connection older than this is closed (GOAWAY, then 30 s for its calls), " \
+     "ms; 0: no limit (a himarictl watch would be cut)"},                                          \
 }
 // clang-format on
-#define SERVICE_KEY_COUNT 9
+#define SERVICE_KEY_COUNT 17
 
 #define SERVICE_KEYS_ROW_(id, name, admin, grpc) [HM_SVC_##id] = HM_SERVICE_KEYS_(admin, grpc),
 static const hm_cfg_key k_service_keys[HM_SVC_COUNT_][SERVICE_KEY_COUNT] = {
@@ -95,6 +116,18 @@ static int fill_instance_id(hm_service_config *base, hm_err *err) {
     return 0;
 }
 
+/* gRPC has no TLS: a bind off loopback puts the bearer token on the network in clear, so it
+ * needs the explicit opt-in (hm_grpc_server_start refuses it too; checked here as well so
+ * that --check-config and a deploy's check see it). */
+static int check_grpc_bind(const hm_service_config *base, const char *path, hm_err *err) {
+    if (hm_addr_is_loopback(base->grpc_bind) || base->grpc_allow_insecure_remote) return 0;
+    return hm_err_set(err, -EINVAL,
+                      "%s: grpc.bind: '%s' is not a loopback address and gRPC has no TLS (bearer "
+                      "tokens would travel in clear); set grpc.allow_insecure_remote: true to "
+                      "allow it",
+                      path ? path : "(no config file)", base->grpc_bind);
+}
+
 int hm_service_config_load(const hm_service_schema *schema, void *cfg, const char *path,
                            hm_err *err) {
     void *scratch = hm_xcalloc(1, schema->size);
@@ -106,6 +139,7 @@ int hm_service_config_load(const hm_service_schema *schema, void *cfg, const cha
         return rc;
     }
     if ((schema->validate && (rc = schema->validate(scratch, path, err)) != 0) ||
+        (rc = check_grpc_bind(scratch, path, err)) != 0 ||
         (rc = fill_instance_id(scratch, err)) != 0) {
         hm_config_free(sections, schema->n_sections);
         free(scratch);
@@ -205,13 +239,22 @@ int hm_service_init(hm_service *s, uv_loop_t *loop, const char *name, const hm_s
                                                 NULL)),
         (double)s->started_ms / 1000.0);
 
-    int rc = hm_admin_start(loop, cfg->admin_bind, (int)cfg->admin_port, s->metrics,
-                            ready_trampoline, s, &s->admin, err);
+    hm_admin_opts ao = {.bind = cfg->admin_bind,
+                        .port = (int)cfg->admin_port,
+                        .http2 = cfg->admin_http2,
+                        .max_connections = (int)cfg->admin_max_connections,
+                        .idle_timeout_ms = cfg->admin_idle_timeout_ms};
+    int rc = hm_admin_start(loop, &ao, s->metrics, ready_trampoline, s, &s->admin, err);
     if (rc) goto fail;
     hm_grpc_opts go = {.bind = cfg->grpc_bind,
+                       .allow_insecure_remote = cfg->grpc_allow_insecure_remote,
                        .port = (int)cfg->grpc_port,
                        .token = cfg->grpc_token,
                        .max_request_bytes = (size_t)cfg->grpc_max_request_bytes,
+                       .max_watch_streams = (int)cfg->grpc_max_watch_streams,
+                       .max_concurrent_streams = (int)cfg->grpc_max_concurrent_streams,
+                       .max_connection_idle_ms = cfg->grpc_max_connection_idle_ms,
+                       .max_connection_age_ms = cfg->grpc_max_connection_age_ms,
                        .metrics = s->metrics};
     if ((rc = hm_grpc_server_start(loop, &go, &s->grpc, err))) {
         /* The admin server is open: close it; it finishes before the loop is run. */
@@ -438,6 +481,8 @@ int hm_service_main(int argc, char **argv, const hm_service_desc *d, void *cfg, 
         return 0;
     }
     hm_err err;
+    /* Lines logged while loading (a secret file's mode) carry the service's name. */
+    hm_log_init(name, HM_LOG_INFO);
     if (hm_service_config_load(d->schema, cfg, config_path, &err) != 0) {
         fprintf(stderr, "%s: %s\n", name, err.msg);
         return 2;

@@ -30,6 +30,7 @@ def topics(admin):
 def token_file(tmp_path):
     f = tmp_path / "grpc_token"
     f.write_text(TOKEN + "\n")
+    f.chmod(0o600)  # as a deploy writes it; 0644 would be warned about at load
     return f
 
 
@@ -48,7 +49,10 @@ def lag_total(stub, m):
 
 def test_every_method_and_error_code(kafka, topics, token_file, service_factory, tmp_path):
     m = modules()
-    svc = start(service_factory, kafka, topics, token_file, "grpc-methods")
+    cfg = tmp_path / "iv.yaml"
+    cfg.write_text("log:\n  level: info\n")
+    svc = start(service_factory, kafka, topics, token_file, "grpc-methods",
+                args=["--config", str(cfg)])
     stub = control_stub(svc.grpc_target)
     pb = m.control_pb2
 
@@ -72,7 +76,8 @@ def test_every_method_and_error_code(kafka, topics, token_file, service_factory,
     assert stub.Resume(pb.ResumeRequest(), timeout=5, metadata=bearer(TOKEN)).state == \
         pb.SERVICE_STATE_RUNNING
 
-    # INVALID_ARGUMENT: a bad argument, a request that does not decode, a bad config file.
+    # INVALID_ARGUMENT: a bad argument, a request that does not decode, a bad config file;
+    # PERMISSION_DENIED: a reload of any file but the one the service was started with.
     assert code_of(lambda: list(stub.WatchStatus(pb.WatchStatusRequest(interval_ms=10),
                                                   timeout=5)))[0] == \
         grpc.StatusCode.INVALID_ARGUMENT
@@ -80,9 +85,13 @@ def test_every_method_and_error_code(kafka, topics, token_file, service_factory,
     raw = chan.unary_unary("/himari.v1.ControlService/GetStatus",
                            request_serializer=lambda b: b, response_deserializer=lambda b: b)
     assert code_of(raw, b"\xff\xff\xff", timeout=5)[0] == grpc.StatusCode.INVALID_ARGUMENT
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("checks:\n  large_move: not-a-number\n")
-    code, details = code_of(stub.ReloadConfig, pb.ReloadConfigRequest(path=str(bad)), timeout=5,
+    other = tmp_path / "other.yaml"
+    other.write_text("log:\n  level: debug\n")
+    code, details = code_of(stub.ReloadConfig, pb.ReloadConfigRequest(path=str(other)), timeout=5,
+                            metadata=bearer(TOKEN))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and str(cfg) in details
+    cfg.write_text("checks:\n  large_move: not-a-number\n")
+    code, details = code_of(stub.ReloadConfig, pb.ReloadConfigRequest(path=str(cfg)), timeout=5,
                             metadata=bearer(TOKEN))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "checks.large_move" in details
 

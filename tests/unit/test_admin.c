@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -201,19 +202,27 @@ static void *client_main(void *arg) {
     return NULL;
 }
 
-static harness *harness_start(hm_admin_ready_cb ready, void *ready_ud) {
+/* A server on a free loopback port with opts (NULL: the defaults). */
+static harness *harness_start_with(const hm_admin_opts *opts, hm_admin_ready_cb ready,
+                                   void *ready_ud) {
     harness *h = calloc(1, sizeof(*h));
     assert_non_null(h);
     assert_int_equal(uv_loop_init(&h->loop), 0);
     h->metrics = hm_metrics_new();
     hm_err err = {{0}};
-    int rc = hm_admin_start(&h->loop, NULL, 0, h->metrics, ready, ready_ud, &h->admin, &err);
+    hm_admin_opts defaults = {0};
+    int rc = hm_admin_start(&h->loop, opts ? opts : &defaults, h->metrics, ready, ready_ud,
+                            &h->admin, &err);
     if (rc != 0) fail_msg("hm_admin_start: %d %s", rc, err.msg);
     h->port = hm_admin_port(h->admin);
     assert_true(h->port > 0 && h->port <= 65535);
     assert_int_equal(uv_async_init(&h->loop, &h->client_done, on_client_done), 0);
     h->client_done.data = h;
     return h;
+}
+
+static harness *harness_start(hm_admin_ready_cb ready, void *ready_ud) {
+    return harness_start_with(NULL, ready, ready_ud);
 }
 
 /* Run the loop while fn plays the client; returns once the server closed. */
@@ -424,6 +433,69 @@ out:
     free(c);
 }
 
+/* The HTTP/2 preface and an empty SETTINGS, then everything the server sends
+ * until it closes (or 5 s pass): rc[0] 0 when the server closed the
+ * connection, resp[0].body the bytes (headers unused). */
+static void client_http2_preface_only(harness *h) {
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    static const unsigned char settings[] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    client_conn *c = malloc(sizeof(*c));
+    h->rc[0] = -1;
+    h->resp[0].body_len = 0;
+    if (client_connect(c, h->port) == 0 && client_send_bytes(c, preface, strlen(preface)) == 0 &&
+        client_send_bytes(c, settings, sizeof(settings)) == 0) {
+        ssize_t r;
+        while ((r = client_fill(c)) > 0)
+            ;
+        h->rc[0] = r == 0 ? 0 : -1;
+        size_t n = c->len < sizeof(h->resp[0].body) - 1 ? c->len : sizeof(h->resp[0].body) - 1;
+        memcpy(h->resp[0].body, c->buf, n);
+        h->resp[0].body[n] = '\0';
+        h->resp[0].body_len = n;
+    }
+    client_close(c);
+    free(c);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A connection that never sends anything: how long until the server closes it
+ * (h->rc[0] 0 and resp[0].status the ms), or rc -1 when 5 s passed first. */
+static void client_idle(harness *h) {
+    client_conn *c = malloc(sizeof(*c));
+    h->rc[0] = -1;
+    if (client_connect(c, h->port) == 0) {
+        double t0 = now_ms();
+        if (client_fill(c) == 0) {
+            h->rc[0] = 0;
+            h->resp[0].status = (int)(now_ms() - t0);
+        }
+    }
+    client_close(c);
+    free(c);
+}
+
+/* Two connections held open, a third: the third is closed at once (rc[2] 0:
+ * EOF without a byte); then both held ones still serve /healthz (rc[0], rc[1]). */
+static void client_three_connections(harness *h) {
+    client_conn *c = malloc(3 * sizeof(*c));
+    h->rc[0] = h->rc[1] = h->rc[2] = -1;
+    if (client_connect(&c[0], h->port) == 0 && client_connect(&c[1], h->port) == 0 &&
+        client_connect(&c[2], h->port) == 0) {
+        h->rc[2] = client_fill(&c[2]) == 0 ? 0 : -1;
+        for (int i = 0; i < 2; i++)
+            if (client_send(&c[i], "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") == 0)
+                h->rc[i] = client_read_response(&c[i], false, &h->resp[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        client_close(&c[i]);
+    free(c);
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 static void test_healthz_is_200_ok_text_plain_and_not_cached(void **state) {
@@ -614,7 +686,8 @@ static void test_port_zero_binds_a_free_port_on_loopback_by_default(void **state
         hm_metrics *m = hm_metrics_new();
         hm_admin *a = NULL;
         hm_err err = {{0}};
-        assert_int_equal(hm_admin_start(&loop, binds[i], 0, m, NULL, NULL, &a, &err), 0);
+        assert_int_equal(
+            hm_admin_start(&loop, &(hm_admin_opts){.bind = binds[i]}, m, NULL, NULL, &a, &err), 0);
         int port = hm_admin_port(a);
         assert_true(port > 0 && port <= 65535);
         assert_true(listening_on_loopback(port));
@@ -646,7 +719,8 @@ static void test_taken_port_fails_with_message_and_leaves_loop_empty(void **stat
     hm_metrics *m = hm_metrics_new();
     hm_admin *a = (hm_admin *)&loop; /* must be reset to NULL */
     hm_err err = {{0}};
-    int rc = hm_admin_start(&loop, "127.0.0.1", port, m, NULL, NULL, &a, &err);
+    int rc = hm_admin_start(&loop, &(hm_admin_opts){.bind = "127.0.0.1", .port = port}, m, NULL,
+                            NULL, &a, &err);
     assert_int_equal(rc, -EADDRINUSE);
     assert_null(a);
     char want[128];
@@ -665,13 +739,18 @@ static void test_bad_address_and_port_fail_with_einval_and_message(void **state)
     hm_metrics *m = hm_metrics_new();
     hm_admin *a = NULL;
     hm_err err = {{0}};
-    assert_int_equal(hm_admin_start(&loop, "300.1.2.3", 9100, m, NULL, NULL, &a, &err), -EINVAL);
+    assert_int_equal(hm_admin_start(&loop, &(hm_admin_opts){.bind = "300.1.2.3", .port = 9100}, m,
+                                    NULL, NULL, &a, &err),
+                     -EINVAL);
     assert_null(a);
     assert_string_equal(err.msg,
                         "admin: cannot listen on 300.1.2.3:9100: not an IPv4 or IPv6 address");
-    assert_int_equal(hm_admin_start(&loop, "admin.internal", 9100, m, NULL, NULL, &a, &err),
+    assert_int_equal(hm_admin_start(&loop, &(hm_admin_opts){.bind = "admin.internal", .port = 9100},
+                                    m, NULL, NULL, &a, &err),
                      -EINVAL);
-    assert_int_equal(hm_admin_start(&loop, "127.0.0.1", 70000, m, NULL, NULL, &a, &err), -EINVAL);
+    assert_int_equal(hm_admin_start(&loop, &(hm_admin_opts){.bind = "127.0.0.1", .port = 70000}, m,
+                                    NULL, NULL, &a, &err),
+                     -EINVAL);
     assert_string_equal(err.msg, "admin: cannot listen on 127.0.0.1:70000: port not in 0..65535");
     assert_int_equal(uv_loop_close(&loop), 0);
     hm_metrics_free(m);
@@ -695,12 +774,102 @@ static void test_close_with_half_sent_request_finishes_and_loop_closes(void **st
     harness_finish(h);
 }
 
-static void test_http2_prior_knowledge_serves_healthz(void **state) {
-    harness *h = harness_start(NULL, NULL);
+static void test_http2_prior_knowledge_serves_healthz_when_enabled(void **state) {
+    harness *h = harness_start_with(&(hm_admin_opts){.http2 = true}, NULL, NULL);
     harness_run(h, client_http2_healthz);
     assert_int_equal(h->rc[0], 0);
     assert_int_equal(h->resp[0].status, 200);
     assert_string_equal(h->resp[0].body, "ok\n");
+    harness_finish(h);
+}
+
+/* 192.0.2.1 (TEST-NET-1) is not an address of this host, so that start fails
+ * at bind and nothing is exposed; the warning is about the configuration and
+ * comes before the bind. A loopback server beside it says nothing. */
+static void test_bind_off_loopback_is_warned_once_at_start(void **state) {
+    char path[] = "/tmp/himari_test_admin_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    hm_metrics *m = hm_metrics_new();
+    hm_admin *remote = NULL, *local = NULL;
+    hm_err err = {{0}};
+    hm_log_set_fd(fd);
+    int rc =
+        hm_admin_start(&loop, &(hm_admin_opts){.bind = "192.0.2.1"}, m, NULL, NULL, &remote, &err);
+    int rc_local =
+        hm_admin_start(&loop, &(hm_admin_opts){.bind = "127.0.0.1"}, m, NULL, NULL, &local, &err);
+    hm_log_set_fd(2);
+    int done = 0;
+    if (remote) hm_admin_close(remote, count_done, &done);
+    if (local) hm_admin_close(local, count_done, &done);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    hm_metrics_free(m);
+    assert_int_equal(rc_local, 0);
+    if (rc == 0) fail_msg("192.0.2.1 is an address of this host; the test needs one that is not");
+    assert_int_equal(rc, -EADDRNOTAVAIL);
+
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = calloc(1, (size_t)end + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    const char *w = strstr(text, "\"event\":\"admin_not_loopback\"");
+    if (!w) fail_msg("no admin_not_loopback warning in:\n%s", text);
+    assert_non_null(strstr(text, "\"level\":\"warn\""));
+    assert_non_null(strstr(text, "\"address\":\"192.0.2.1:0\""));
+    assert_null(strstr(w + 1, "\"event\":\"admin_not_loopback\"")); /* once */
+    free(text);
+}
+
+static void test_http2_prior_knowledge_is_refused_by_default(void **state) {
+    harness *h = harness_start(NULL, NULL);
+    harness_run(h, client_http2_preface_only);
+    /* No HTTP/2 frame (a server's SETTINGS would start 00 00 .. 04), but an
+     * HTTP/1.1 refusal, and the connection closed. */
+    assert_int_equal(h->rc[0], 0);
+    if (strncmp(h->resp[0].body, "HTTP/1.1 400", 12) != 0)
+        fail_msg("expected an HTTP/1.1 400, got %zu bytes starting %02x %02x %02x %02x",
+                 h->resp[0].body_len, (unsigned char)h->resp[0].body[0],
+                 (unsigned char)h->resp[0].body[1], (unsigned char)h->resp[0].body[2],
+                 (unsigned char)h->resp[0].body[3]);
+    harness_finish(h);
+}
+
+static void test_idle_connection_is_closed_after_idle_timeout(void **state) {
+    harness *h = harness_start_with(&(hm_admin_opts){.idle_timeout_ms = 300}, NULL, NULL);
+    harness_run(h, client_idle);
+    assert_int_equal(h->rc[0], 0); /* closed by the server, not by our 5 s timeout */
+    assert_true(h->resp[0].status >= 250);
+    assert_true(h->resp[0].status < 2500);
+    harness_finish(h);
+}
+
+static void test_idle_http2_connection_is_closed_after_idle_timeout(void **state) {
+    harness *h =
+        harness_start_with(&(hm_admin_opts){.http2 = true, .idle_timeout_ms = 300}, NULL, NULL);
+    double t0 = now_ms();
+    harness_run(h, client_http2_preface_only);
+    double took = now_ms() - t0;
+    assert_int_equal(h->rc[0], 0); /* closed by the server */
+    /* It spoke HTTP/2 (its SETTINGS first), then went quiet and closed. */
+    assert_true(h->resp[0].body_len >= 9);
+    assert_int_equal((unsigned char)h->resp[0].body[3], 4);
+    assert_true(took < 2500);
+    harness_finish(h);
+}
+
+static void test_connections_beyond_max_connections_are_closed_at_once(void **state) {
+    harness *h = harness_start_with(&(hm_admin_opts){.max_connections = 2}, NULL, NULL);
+    harness_run(h, client_three_connections);
+    assert_int_equal(h->rc[2], 0);
+    assert_int_equal(h->rc[0], 0);
+    assert_int_equal(h->resp[0].status, 200);
+    assert_int_equal(h->rc[1], 0);
+    assert_int_equal(h->resp[1].status, 200);
     harness_finish(h);
 }
 
@@ -725,7 +894,12 @@ int main(void) {
         cmocka_unit_test(test_bad_address_and_port_fail_with_einval_and_message),
         cmocka_unit_test(test_close_with_idle_keepalive_connection_finishes_and_loop_closes),
         cmocka_unit_test(test_close_with_half_sent_request_finishes_and_loop_closes),
-        cmocka_unit_test(test_http2_prior_knowledge_serves_healthz),
+        cmocka_unit_test(test_http2_prior_knowledge_serves_healthz_when_enabled),
+        cmocka_unit_test(test_bind_off_loopback_is_warned_once_at_start),
+        cmocka_unit_test(test_http2_prior_knowledge_is_refused_by_default),
+        cmocka_unit_test(test_idle_connection_is_closed_after_idle_timeout),
+        cmocka_unit_test(test_idle_http2_connection_is_closed_after_idle_timeout),
+        cmocka_unit_test(test_connections_beyond_max_connections_are_closed_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "himari/config.h"
+#include "himari/kafka.h"
+#include "himari/log.h"
 
 /* ---- the test schema ------------------------------------------------------ */
 
@@ -983,6 +986,241 @@ static void test_bad_default_or_schema_aborts(void **state) {
     expect_abort(&(hm_cfg_section){outside, 1, &v, sizeof(v)});
 }
 
+/* ---- secret-looking kafka.properties ------------------------------------------ */
+
+/* kafka.* as every service has it (common/src/kafka_conf.c), from YAML text. */
+typedef struct kfix {
+    hm_kafka_config kc;
+    hm_cfg_section s;
+    hm_err err;
+    char path[64];
+} kfix;
+
+static int kload(kfix *k, const char *yaml) {
+    k->s = (hm_cfg_section){hm_kafka_config_keys, hm_kafka_config_keys_n, &k->kc, sizeof(k->kc)};
+    write_temp(k->path, yaml);
+    int rc = hm_config_load(&k->s, 1, k->path, &k->err);
+    unlink(k->path);
+    return rc;
+}
+
+static void kdigest(const char *yaml, char out[17]) {
+    kfix k = {0};
+    hm_err *err = &k.err;
+    if (kload(&k, yaml) != 0) fail_msg("%s", err->msg);
+    hm_config_digest(&k.s, 1, out);
+    hm_config_free(&k.s, 1);
+}
+
+static const char *kprop(const hm_kafka_config *kc, const char *name) {
+    for (size_t i = 0; i < kc->properties.n; i++)
+        if (strcmp(kc->properties.keys[i], name) == 0) return kc->properties.vals[i];
+    return NULL;
+}
+
+static void test_secret_names_are_told_from_the_other_properties(void **state) {
+    (void)state;
+    static const char *const secret[] = {"sasl.password",
+                                         "ssl.key.password",
+                                         "ssl.keystore.password",
+                                         "sasl.oauthbearer.client.secret",
+                                         "ssl.key.pem",
+                                         "SSL.KEY.PEM",
+                                         "sasl.oauthbearer.config",
+                                         "sasl.oauthbearer.assertion.private.key.passphrase",
+                                         "my.Password.x"};
+    static const char *const plain[] = {"socket.keepalive.enable",
+                                        "ssl.key.location",
+                                        "ssl.certificate.pem",
+                                        "sasl.username",
+                                        "sasl.oauthbearer.token.endpoint.url",
+                                        "linger.ms"};
+    for (size_t i = 0; i < HM_ARRAY_LEN(secret); i++)
+        if (!hm_config_is_secret_name(secret[i])) fail_msg("%s is a secret", secret[i]);
+    for (size_t i = 0; i < HM_ARRAY_LEN(plain); i++)
+        if (hm_config_is_secret_name(plain[i])) fail_msg("%s is no secret", plain[i]);
+}
+
+static void test_secret_properties_count_in_the_digest_by_length_only(void **state) {
+    (void)state;
+    char d1[17], d2[17], d3[17], d4[17];
+    kdigest("kafka:\n  properties:\n    sasl.oauthbearer.client.secret: s3cr3t-one\n"
+            "    socket.keepalive.enable: 'true'\n",
+            d1);
+    kdigest("kafka:\n  properties:\n    sasl.oauthbearer.client.secret: s3cr3t-two\n"
+            "    socket.keepalive.enable: 'true'\n",
+            d2);
+    assert_string_equal(d1, d2); /* same length, another value: nothing to learn */
+    kdigest("kafka:\n  properties:\n    sasl.oauthbearer.client.secret: s3cr3t-one\n"
+            "    socket.keepalive.enable: 'false'\n",
+            d3);
+    assert_string_not_equal(d1, d3); /* a plain property still counts by its value */
+    kdigest("kafka:\n  properties:\n    sasl.oauthbearer.client.secret: longer-s3cr3t\n"
+            "    socket.keepalive.enable: 'true'\n",
+            d4);
+    assert_string_not_equal(d1, d4); /* like every secret: its length counts */
+}
+
+static void test_secret_property_may_be_read_from_a_file_and_not_both(void **state) {
+    fix *f = *state; /* for its temp file names and teardown */
+    write_temp(f->secret, "pem-pass-phrase\n");
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "kafka:\n  properties:\n    ssl.key.password_file: %s\n    linger.ms: '5'\n",
+             f->secret);
+    kfix k = {0};
+    if (kload(&k, yaml) != 0) fail_msg("%s", k.err.msg);
+    assert_int_equal(k.kc.properties.n, 2);
+    assert_null(kprop(&k.kc, "ssl.key.password_file"));
+    const char *pw = kprop(&k.kc, "ssl.key.password");
+    assert_non_null(pw);
+    assert_string_equal(pw, "pem-pass-phrase");
+    assert_string_equal(kprop(&k.kc, "linger.ms"), "5");
+    hm_config_free(&k.s, 1);
+
+    /* Both forms: an error naming the key, without the value. */
+    snprintf(yaml, sizeof(yaml),
+             "kafka:\n  properties:\n    ssl.key.password: do-not-print-me\n"
+             "    ssl.key.password_file: %s\n",
+             f->secret);
+    kfix k2 = {0};
+    assert_int_equal(kload(&k2, yaml), -EINVAL);
+    assert_non_null(strstr(k2.err.msg, ":4: kafka.properties.ssl.key.password_file: give either "
+                                       "the value or ssl.key.password_file, not both"));
+    assert_null(strstr(k2.err.msg, "do-not-print-me"));
+    assert_null(strstr(k2.err.msg, "pem-pass-phrase"));
+
+    /* A missing file names the key and the file. */
+    kfix k3 = {0};
+    assert_int_equal(
+        kload(&k3, "kafka:\n  properties:\n    sasl.password_file: /nonexistent/himari-pw\n"),
+        -ENOENT);
+    assert_non_null(strstr(k3.err.msg, ":3: kafka.properties.sasl.password_file: "
+                                       "/nonexistent/himari-pw: cannot open"));
+    /* A property that is no secret keeps its _file name (librdkafka will refuse it). */
+    kfix k4 = {0};
+    assert_int_equal(kload(&k4, "kafka:\n  properties:\n    ssl.ca.location_file: /x\n"), 0);
+    assert_non_null(kprop(&k4.kc, "ssl.ca.location_file"));
+    assert_string_equal(kprop(&k4.kc, "ssl.ca.location_file"), "/x");
+    hm_config_free(&k4.s, 1);
+}
+
+static void test_kafka_conf_error_names_a_secret_property_without_its_value(void **state) {
+    (void)state;
+    kfix k = {0};
+    assert_int_equal(kload(&k, "kafka:\n  properties:\n    no.such.password: hunter2-value\n"), 0);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    hm_err err = {{0}};
+    assert_int_equal(hm_kafka_conf_apply(conf, &k.kc, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "no.such.password"));
+    assert_null(strstr(err.msg, "hunter2-value"));
+    rd_kafka_conf_destroy(conf);
+    hm_config_free(&k.s, 1);
+
+    /* A property that is no secret is still quoted, value and all. */
+    kfix k2 = {0};
+    assert_int_equal(kload(&k2, "kafka:\n  properties:\n    no.such.thing: visible\n"), 0);
+    conf = rd_kafka_conf_new();
+    assert_int_equal(hm_kafka_conf_apply(conf, &k2.kc, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "no.such.thing=visible"));
+    rd_kafka_conf_destroy(conf);
+    hm_config_free(&k2.s, 1);
+}
+
+/* ---- secret files others may read ----------------------------------------------- */
+
+/* Load with the log going to a temp file; returns what was logged (caller frees). */
+static char *load_logged(fix *f, const char *yaml, int *rc) {
+    char path[] = "/tmp/himari_test_config_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    hm_log_set_fd(fd);
+    *rc = load_text(f, yaml);
+    hm_log_set_fd(2);
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = calloc(1, (size_t)end + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    return text;
+}
+
+static size_t count_of(const char *text, const char *what) {
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+static void test_secret_file_others_may_read_is_loaded_with_one_warning(void **state) {
+    fix *f = *state;
+    char yaml[512];
+    write_temp(f->secret, "world-readable-secret\n");
+    assert_int_equal(chmod(f->secret, 0644), 0);
+    snprintf(yaml, sizeof(yaml), "kafka:\n  bootstrap_servers: b\nredis:\n  password_file: %s\n",
+             f->secret);
+    int rc;
+    char *text = load_logged(f, yaml, &rc);
+    assert_int_equal(rc, 0);
+    assert_string_equal(f->a.password, "world-readable-secret");
+    assert_int_equal(count_of(text, "\"event\":\"config_secret_file_mode\""), 1);
+    assert_non_null(strstr(text, "\"level\":\"warn\""));
+    assert_non_null(strstr(text, "\"key\":\"redis.password_file\""));
+    char want[128];
+    snprintf(want, sizeof(want), "\"file\":\"%s\"", f->secret);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "\"mode\":\"0644\""));
+    assert_null(strstr(text, "world-readable-secret"));
+    free(text);
+
+    /* Readable by the group only counts too. */
+    assert_int_equal(chmod(f->secret, 0640), 0);
+    snprintf(yaml, sizeof(yaml), "kafka:\n  bootstrap_servers: b\nredis:\n  password_file: %s\n",
+             f->secret);
+    text = load_logged(f, yaml, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_of(text, "\"event\":\"config_secret_file_mode\""), 1);
+    assert_non_null(strstr(text, "\"mode\":\"0640\""));
+    free(text);
+
+    /* Owner only: nothing to say. */
+    assert_int_equal(chmod(f->secret, 0600), 0);
+    text = load_logged(f, yaml, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_of(text, "config_secret_file_mode"), 0);
+    free(text);
+}
+
+static void test_secret_property_file_others_may_read_is_warned_about(void **state) {
+    fix *f = *state;
+    write_temp(f->secret, "pem-pass-phrase\n");
+    assert_int_equal(chmod(f->secret, 0604), 0);
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "kafka:\n  properties:\n    ssl.key.password_file: %s\n",
+             f->secret);
+    char path[] = "/tmp/himari_test_config_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    hm_log_set_fd(fd);
+    kfix k = {0};
+    int rc = kload(&k, yaml);
+    hm_log_set_fd(2);
+    if (rc != 0) fail_msg("%s", k.err.msg);
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = calloc(1, (size_t)end + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    assert_int_equal(count_of(text, "\"event\":\"config_secret_file_mode\""), 1);
+    assert_non_null(strstr(text, "\"key\":\"kafka.properties.ssl.key.password_file\""));
+    assert_non_null(strstr(text, "\"mode\":\"0604\""));
+    assert_null(strstr(text, "pem-pass-phrase"));
+    free(text);
+    hm_config_free(&k.s, 1);
+}
+
 /* ---- lists ---------------------------------------------------------------- */
 
 static void test_str_list_contains_matches_exact_items(void **state) {
@@ -1048,6 +1286,12 @@ int main(void) {
         T(test_example_documents_every_key),
         T(test_bad_default_or_schema_aborts),
         T(test_str_list_contains_matches_exact_items),
+        T(test_secret_names_are_told_from_the_other_properties),
+        T(test_secret_properties_count_in_the_digest_by_length_only),
+        T(test_secret_property_may_be_read_from_a_file_and_not_both),
+        T(test_kafka_conf_error_names_a_secret_property_without_its_value),
+        T(test_secret_file_others_may_read_is_loaded_with_one_warning),
+        T(test_secret_property_file_others_may_read_is_warned_about),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,12 +21,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -244,6 +248,7 @@ typedef enum loop_cmd {
     CMD_HEALTH_NOT_SERVING,
     CMD_HEALTH_SERVING,
     CMD_SET_TOKEN_NEW,
+    CMD_SNAPSHOT_METRICS,
     CMD_SHUTDOWN,
 } loop_cmd;
 
@@ -254,7 +259,10 @@ struct fixture {
     /* set up by the test (test thread) */
     const char *token;
     scenario_fn scenario;
-    int watch_count; /* WatchStatus messages before OK; 0: until cancelled */
+    int watch_count;                /* WatchStatus messages before OK; 0: until cancelled */
+    int max_watch_streams;          /* the server option; 0: its default */
+    int64_t max_connection_idle_ms; /* the server options; 0: their defaults */
+    int64_t max_connection_age_ms;
 
     /* loop thread */
     uv_loop_t loop;
@@ -267,6 +275,7 @@ struct fixture {
     int get_status_calls;
     int64_t last_remaining_ms;
     char last_method[32];
+    char *snapshot; /* metrics text rendered by CMD_SNAPSHOT_METRICS (test frees) */
 
     /* shared (atomics) */
     atomic_int cancels;      /* on_cancel calls seen by handlers */
@@ -524,6 +533,13 @@ static void on_wake(uv_async_t *a) {
         case CMD_SET_TOKEN_NEW:
             hm_grpc_server_set_token(f->srv, "n3w-token");
             break;
+        case CMD_SNAPSHOT_METRICS: {
+            hm_buf b = HM_BUF_INIT;
+            hm_metrics_render(f->metrics, &b);
+            free(f->snapshot);
+            f->snapshot = b.data;
+            break;
+        }
         case CMD_SHUTDOWN:
             start_shutdown(f);
             break;
@@ -548,8 +564,13 @@ static void run_fixture(fixture *f) {
     f->metrics = hm_metrics_new();
     pthread_mutex_init(&f->mu, NULL);
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    hm_grpc_opts o = {
-        .port = 0, .token = f->token, .max_request_bytes = MAX_REQUEST, .metrics = f->metrics};
+    hm_grpc_opts o = {.port = 0,
+                      .token = f->token,
+                      .max_request_bytes = MAX_REQUEST,
+                      .max_watch_streams = f->max_watch_streams,
+                      .max_connection_idle_ms = f->max_connection_idle_ms,
+                      .max_connection_age_ms = f->max_connection_age_ms,
+                      .metrics = f->metrics};
     hm_err err;
     int rc = hm_grpc_server_start(&f->loop, &o, &f->srv, &err);
     if (rc != 0) fail_msg("server start: %s", err.msg);
@@ -574,6 +595,7 @@ static void run_fixture(fixture *f) {
 static void fixture_free(fixture *f) {
     hm_metrics_free(f->metrics);
     free(f->result);
+    free(f->snapshot);
 }
 
 /* The metrics text, for assertions (caller frees). */
@@ -1078,6 +1100,134 @@ static void test_health_check_and_watch_follow_not_serving_to_serving(void **sta
     fixture_free(&f);
 }
 
+/* ---- the cap on open streams ---------------------------------------------------------------- */
+
+#define CAP_DEFAULT 16 /* what the server allows when the option is 0 */
+
+typedef struct cap_rec {
+    int opened;             /* streams that delivered a first message */
+    ctl_result over_watch;  /* WatchStatus beyond the cap */
+    ctl_result over_health; /* Health/Watch beyond the cap (same cap) */
+    int first_after_close;  /* a new stream once one closed: messages seen (1) */
+    char *while_full;       /* the metrics text while the cap was reached */
+} cap_rec;
+
+static ctl_stream *open_watch(ctl_client *c, uint32_t interval_ms) {
+    Himari__V1__WatchStatusRequest req = HIMARI__V1__WATCH_STATUS_REQUEST__INIT;
+    req.interval_ms = interval_ms;
+    ctl_stream *st = NULL;
+    if (ctl_stream_open(c, SVC "WatchStatus", &req.base, NULL, CALL_MS, &st) != 0) return NULL;
+    return st;
+}
+
+/* 1 when the stream delivered a message, 0 when it ended first (its status in res). */
+static int first_message(ctl_stream *st, ctl_result *res) {
+    ProtobufCMessage *m = NULL;
+    if (ctl_stream_next(st, &himari__v1__status__descriptor, &m) == 1) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return 1;
+    }
+    ctl_stream_close(st, res);
+    return 0;
+}
+
+static void scenario_stream_cap(fixture *f) {
+    cap_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    int cap = f->max_watch_streams > 0 ? f->max_watch_streams : CAP_DEFAULT;
+    ctl_client *c = ctl_client_new(f->target);
+    ctl_stream *open_ones[CAP_DEFAULT];
+    ctl_result res;
+    for (int i = 0; i < cap; i++) {
+        open_ones[i] = open_watch(c, 20);
+        if (open_ones[i] && first_message(open_ones[i], &res) == 1)
+            r->opened++;
+        else
+            open_ones[i] = NULL;
+    }
+    ctl_stream *over = open_watch(c, 20);
+    if (over && first_message(over, &r->over_watch) == 1) {
+        r->over_watch.code = GRPC_STATUS_OK; /* served: the cap did not hold */
+        ctl_stream_cancel(over);
+        ctl_stream_close(over, &res);
+    }
+    ctl_stream *h = health_watch(c, "");
+    if (h && health_next(h) >= 0) {
+        r->over_health.code = GRPC_STATUS_OK;
+        ctl_stream_cancel(h);
+        ctl_stream_close(h, &res);
+    } else if (h) {
+        ctl_stream_close(h, &r->over_health);
+    }
+    if (run_on_loop(f, CMD_SNAPSHOT_METRICS)) {
+        r->while_full = f->snapshot;
+        f->snapshot = NULL;
+    }
+    /* Closing one frees its place: a new stream is served (once the server has
+     * freed the closed call, so try for a while). */
+    if (open_ones[0]) {
+        ctl_stream_cancel(open_ones[0]);
+        ctl_stream_close(open_ones[0], &res);
+        open_ones[0] = NULL;
+    }
+    for (int attempt = 0; attempt < 100 && r->first_after_close == 0; attempt++) {
+        ctl_stream *again = open_watch(c, 20);
+        if (again && first_message(again, &res) == 1) {
+            r->first_after_close = 1;
+            ctl_stream_cancel(again);
+            ctl_stream_close(again, &res);
+        } else {
+            usleep(20 * 1000);
+        }
+    }
+    for (int i = 0; i < cap; i++) {
+        if (!open_ones[i]) continue;
+        ctl_stream_cancel(open_ones[i]);
+        ctl_stream_close(open_ones[i], &res);
+    }
+    ctl_client_free(c);
+    /* Every handler freed its context before shutdown. */
+    for (int i = 0; i < 3000 && atomic_load(&f->watch_live) > 0; i++)
+        usleep(1000);
+}
+
+static void test_watch_streams_beyond_the_default_cap_are_refused_until_one_closes(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_stream_cap};
+    run_fixture(&f);
+    cap_rec *r = f.result;
+    assert_int_equal(r->opened, CAP_DEFAULT);
+    assert_int_equal(r->over_watch.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(r->over_watch.message, "grpc.max_watch_streams"));
+    /* Health/Watch is a stream that stays open too: the same cap. */
+    assert_int_equal(r->over_health.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(r->first_after_close, 1);
+    assert_non_null(r->while_full);
+    assert_metric_line(r->while_full, "\nhimari_grpc_watch_streams 16\n");
+    assert_metric_line(r->while_full, "\nhimari_grpc_watch_streams_refused_total 2\n");
+    free(r->while_full);
+    char *m = render_metrics(&f);
+    assert_metric_line(m, "\nhimari_grpc_watch_streams 0\n");
+    assert_metric_line(m, "himari_grpc_calls_total{method=\"himari.v1.ControlService/WatchStatus\","
+                          "code=\"RESOURCE_EXHAUSTED\"} 1\n");
+    free(m);
+    fixture_free(&f);
+}
+
+static void test_max_watch_streams_option_sets_the_cap(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_stream_cap, .max_watch_streams = 2};
+    run_fixture(&f);
+    cap_rec *r = f.result;
+    assert_int_equal(r->opened, 2);
+    assert_int_equal(r->over_watch.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(r->over_watch.message, "grpc.max_watch_streams: 2"));
+    assert_int_equal(r->over_health.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(r->first_after_close, 1);
+    free(r->while_full);
+    fixture_free(&f);
+}
+
 /* ---- shutdown with calls in flight -------------------------------------------------------- */
 
 typedef struct shutdown_rec {
@@ -1165,6 +1315,264 @@ static void test_taken_port_fails_start_naming_the_address_and_leaves_nothing_op
     hm_metrics_free(m);
 }
 
+/* ---- HTTP/2 limits, seen on the wire ------------------------------------------------------------
+ */
+
+/* A raw HTTP/2 client, frame by frame, to see what grpc core was told: its
+ * SETTINGS, its GOAWAYs. Blocking, with a receive timeout (client thread). */
+typedef struct h2_conn {
+    int fd;
+    unsigned char buf[64 * 1024];
+    size_t len;
+} h2_conn;
+
+typedef struct h2_frame {
+    unsigned type, flags;
+    uint32_t stream;
+    unsigned char payload[1024];
+    size_t len; /* of the whole payload; at most sizeof(payload) of it kept */
+} h2_frame;
+
+static int h2_open(h2_conn *c, int port) {
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) return -1;
+    struct timeval tv = {.tv_sec = 5, .tv_usec = 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) return -1;
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    static const unsigned char settings[] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    if (send(c->fd, preface, strlen(preface), MSG_NOSIGNAL) != (ssize_t)strlen(preface)) return -1;
+    if (send(c->fd, settings, sizeof(settings), MSG_NOSIGNAL) != (ssize_t)sizeof(settings))
+        return -1;
+    return 0;
+}
+
+/* The next frame: 1, 0 at EOF, -1 on error or after 5 s of silence. */
+static int h2_next(h2_conn *c, h2_frame *fr) {
+    for (;;) {
+        if (c->len >= 9) {
+            size_t n = (size_t)c->buf[0] << 16 | (size_t)c->buf[1] << 8 | c->buf[2];
+            if (n > sizeof(c->buf) - 9) return -1;
+            if (c->len >= 9 + n) {
+                fr->len = n;
+                fr->type = c->buf[3];
+                fr->flags = c->buf[4];
+                fr->stream = ((uint32_t)c->buf[5] & 0x7f) << 24 | (uint32_t)c->buf[6] << 16 |
+                             (uint32_t)c->buf[7] << 8 | c->buf[8];
+                memcpy(fr->payload, c->buf + 9, n < sizeof(fr->payload) ? n : sizeof(fr->payload));
+                memmove(c->buf, c->buf + 9 + n, c->len - 9 - n);
+                c->len -= 9 + n;
+                return 1;
+            }
+        }
+        ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+        if (r <= 0) return r == 0 ? 0 : -1;
+        c->len += (size_t)r;
+    }
+}
+
+typedef struct wire_rec {
+    int64_t max_streams;    /* SETTINGS_MAX_CONCURRENT_STREAMS sent; -1: none */
+    int goaway_code;        /* -1: no GOAWAY */
+    char goaway_debug[128]; /* its debug data */
+    double goaway_after_ms; /* from connect */
+    bool closed;            /* the server closed the connection after it */
+} wire_rec;
+
+/* Connect, acknowledge the server's SETTINGS (noting MAX_CONCURRENT_STREAMS),
+ * send pings (ping_count, back to back), then read until the GOAWAY
+ * (until_goaway) or until the server closes (5 s of silence at most). */
+static void wire_run(fixture *f, wire_rec *r, int ping_count, bool until_goaway) {
+    h2_conn *c = hm_xcalloc(1, sizeof(*c));
+    h2_frame *fr = hm_xcalloc(1, sizeof(*fr));
+    r->max_streams = -1;
+    r->goaway_code = -1;
+    double t0 = mono_ms();
+    if (h2_open(c, f->port) != 0) goto out;
+    for (int i = 0; i < ping_count; i++) {
+        unsigned char ping[17] = {0, 0, 8, 6, 0, 0, 0, 0, 0};
+        ping[9 + 7] = (unsigned char)i;
+        if (send(c->fd, ping, sizeof(ping), MSG_NOSIGNAL) != (ssize_t)sizeof(ping)) goto out;
+    }
+    int rc;
+    while ((rc = h2_next(c, fr)) == 1) {
+        if (fr->type == 4 && !(fr->flags & 1)) {
+            for (size_t i = 0; i + 6 <= fr->len && i + 6 <= sizeof(fr->payload); i += 6) {
+                unsigned id = (unsigned)fr->payload[i] << 8 | fr->payload[i + 1];
+                uint32_t v = (uint32_t)fr->payload[i + 2] << 24 |
+                             (uint32_t)fr->payload[i + 3] << 16 |
+                             (uint32_t)fr->payload[i + 4] << 8 | fr->payload[i + 5];
+                if (id == 3) r->max_streams = v;
+            }
+            static const unsigned char ack[] = {0, 0, 0, 4, 1, 0, 0, 0, 0};
+            if (send(c->fd, ack, sizeof(ack), MSG_NOSIGNAL) != (ssize_t)sizeof(ack)) break;
+        } else if (fr->type == 7 && fr->len >= 8 && r->goaway_code < 0) {
+            r->goaway_after_ms = mono_ms() - t0;
+            r->goaway_code = (int)((uint32_t)fr->payload[4] << 24 | (uint32_t)fr->payload[5] << 16 |
+                                   (uint32_t)fr->payload[6] << 8 | fr->payload[7]);
+            size_t dl = fr->len - 8;
+            if (dl > sizeof(r->goaway_debug) - 1) dl = sizeof(r->goaway_debug) - 1;
+            memcpy(r->goaway_debug, fr->payload + 8, dl);
+            r->goaway_debug[dl] = '\0';
+            if (until_goaway) goto out;
+        }
+    }
+    r->closed = rc == 0;
+out:
+    if (c->fd >= 0) close(c->fd);
+    free(fr);
+    free(c);
+}
+
+static void scenario_wire_idle(fixture *f) {
+    wire_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    wire_run(f, r, 0, false);
+}
+
+static void scenario_wire_goaway(fixture *f) {
+    wire_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    wire_run(f, r, 0, true);
+}
+
+static void scenario_wire_pings(fixture *f) {
+    wire_rec *r = hm_xcalloc(1, sizeof(*r));
+    f->result = r;
+    wire_run(f, r, 4, false);
+}
+
+static void test_settings_carry_the_default_limit_of_32_streams(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_goaway, .max_connection_idle_ms = 300};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    assert_int_equal(r->max_streams, 32);
+    fixture_free(&f);
+}
+
+static void test_an_idle_connection_gets_goaway_and_is_closed(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_idle, .max_connection_idle_ms = 300};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    /* grpc 1.51 closes an idle connection at once: GOAWAY "enter idle", then EOF. */
+    assert_true(r->goaway_code >= 0);
+    if (!strstr(r->goaway_debug, "idle")) fail_msg("GOAWAY debug: '%s'", r->goaway_debug);
+    assert_true(r->goaway_after_ms >= 200 && r->goaway_after_ms < 3000);
+    assert_true(r->closed);
+    fixture_free(&f);
+}
+
+static void test_a_connection_older_than_max_age_gets_goaway(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_goaway, .max_connection_age_ms = 300};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    /* A graceful GOAWAY (NO_ERROR) at 300 ms +- grpc's 10 % jitter; the close
+     * comes after the 30 s grace, which this test does not wait for. */
+    assert_int_equal(r->goaway_code, 0);
+    assert_true(r->goaway_after_ms >= 200 && r->goaway_after_ms < 3000);
+    fixture_free(&f);
+}
+
+static void test_a_ping_flood_without_calls_gets_goaway_enhance_your_calm(void **state) {
+    (void)state;
+    fixture f = {.token = TOKEN, .scenario = scenario_wire_pings};
+    run_fixture(&f);
+    wire_rec *r = f.result;
+    assert_int_equal(r->goaway_code, 0xb); /* ENHANCE_YOUR_CALM */
+    if (!strstr(r->goaway_debug, "too_many_pings")) fail_msg("GOAWAY debug: '%s'", r->goaway_debug);
+    assert_true(r->closed);
+    fixture_free(&f);
+}
+
+/* ---- binds off loopback ------------------------------------------------------------------------
+ */
+
+static void test_loopback_is_told_from_wildcards_and_other_addresses(void **state) {
+    (void)state;
+    static const char *const loopback[] = {NULL,        "",    "localhost",       "127.0.0.1",
+                                           "127.1.2.3", "::1", "::ffff:127.0.0.1"};
+    static const char *const remote[] = {
+        "0.0.0.0",         "::",      "10.0.0.5",       "192.0.2.1",         "128.0.0.1",
+        "::ffff:10.0.0.1", "fe80::1", "admin.internal", "localhost.example", "127.0.0.1 "};
+    for (size_t i = 0; i < HM_ARRAY_LEN(loopback); i++)
+        if (!hm_addr_is_loopback(loopback[i])) fail_msg("%s: not loopback?", loopback[i]);
+    for (size_t i = 0; i < HM_ARRAY_LEN(remote); i++)
+        if (hm_addr_is_loopback(remote[i])) fail_msg("%s: loopback?", remote[i]);
+}
+
+/* Everything logged while fn ran (caller frees). */
+static char *logged_during(void (*fn)(void *), void *arg) {
+    char path[] = "/tmp/himari_test_grpc_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    hm_log_set_fd(fd);
+    fn(arg);
+    hm_log_set_fd(2);
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *text = hm_xcalloc(1, (size_t)end + 1);
+    assert_int_equal(pread(fd, text, (size_t)end, 0), end);
+    close(fd);
+    return text;
+}
+
+typedef struct remote_try {
+    bool allow;
+    int rc;
+    hm_err err;
+    bool started;
+} remote_try;
+
+/* 192.0.2.1 (TEST-NET-1) is not an address of this host: a server allowed to
+ * use it still cannot bind it, so nothing is ever exposed by this test. */
+static void try_remote_bind(void *arg) {
+    remote_try *t = arg;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    hm_metrics *m = hm_metrics_new();
+    hm_grpc_opts o = {
+        .bind = "192.0.2.1", .port = 0, .allow_insecure_remote = t->allow, .metrics = m};
+    hm_grpc_server *s = NULL;
+    t->rc = hm_grpc_server_start(&loop, &o, &s, &t->err);
+    t->started = s != NULL;
+    bool done = false;
+    if (s) hm_grpc_server_shutdown(s, on_plain_done, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(done == t->started);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    hm_metrics_free(m);
+}
+
+static void test_grpc_off_loopback_is_refused_without_the_opt_in_and_warned_with_it(void **state) {
+    (void)state;
+    remote_try refused = {.allow = false};
+    char *log1 = logged_during(try_remote_bind, &refused);
+    assert_int_equal(refused.rc, -EPERM);
+    assert_false(refused.started);
+    assert_non_null(strstr(refused.err.msg, "192.0.2.1:0"));
+    assert_non_null(strstr(refused.err.msg, "without TLS"));
+    assert_non_null(strstr(refused.err.msg, "grpc.allow_insecure_remote: true"));
+    assert_null(strstr(log1, "grpc_insecure_remote"));
+    free(log1);
+
+    remote_try allowed = {.allow = true};
+    char *log2 = logged_during(try_remote_bind, &allowed);
+    /* Allowed: said once, whether the address can then be bound (here: not) or not. */
+    assert_int_not_equal(allowed.rc, -EPERM);
+    const char *w = strstr(log2, "\"event\":\"grpc_insecure_remote\"");
+    if (!w) fail_msg("no grpc_insecure_remote warning in:\n%s", log2);
+    assert_null(strstr(w + 1, "\"event\":\"grpc_insecure_remote\""));
+    assert_non_null(strstr(log2, "\"level\":\"warn\""));
+    assert_non_null(strstr(log2, "\"address\":\"192.0.2.1:0\""));
+    free(log2);
+}
+
 int main(void) {
     /* A last resort: the watchdog and the deadlines should fire long before. */
     alarm(240);
@@ -1187,10 +1595,18 @@ int main(void) {
         cmocka_unit_test(test_handler_may_answer_later_and_a_passed_deadline_cancels_it),
         cmocka_unit_test(test_server_stream_sends_every_message_then_ok),
         cmocka_unit_test(test_client_cancelling_a_stream_midway_runs_on_cancel_and_frees_the_call),
+        cmocka_unit_test(test_watch_streams_beyond_the_default_cap_are_refused_until_one_closes),
+        cmocka_unit_test(test_max_watch_streams_option_sets_the_cap),
         cmocka_unit_test(test_concurrent_clients_are_all_served),
         cmocka_unit_test(test_health_check_and_watch_follow_not_serving_to_serving),
         cmocka_unit_test(test_shutdown_with_calls_in_flight_cancels_them_and_finishes),
         cmocka_unit_test(test_taken_port_fails_start_naming_the_address_and_leaves_nothing_open),
+        cmocka_unit_test(test_settings_carry_the_default_limit_of_32_streams),
+        cmocka_unit_test(test_an_idle_connection_gets_goaway_and_is_closed),
+        cmocka_unit_test(test_a_connection_older_than_max_age_gets_goaway),
+        cmocka_unit_test(test_a_ping_flood_without_calls_gets_goaway_enhance_your_calm),
+        cmocka_unit_test(test_loopback_is_told_from_wildcards_and_other_addresses),
+        cmocka_unit_test(test_grpc_off_loopback_is_refused_without_the_opt_in_and_warned_with_it),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     grpc_shutdown_blocking();

@@ -1,15 +1,18 @@
 /*
  * himari/admin.h: the HTTP admin endpoint every service exposes (h2o on the
- * service's own libuv loop; HTTP/1.1, and HTTP/2 with prior knowledge).
+ * service's own libuv loop; HTTP/1.1, and HTTP/2 with prior knowledge only
+ * when asked for: h2o 2.2.5 has no defence against HTTP/2 rapid reset,
+ * docs/SECURITY.md).
  *
  *   GET /healthz  200 "ok" while the process's loop is turning (liveness)
  *   GET /readyz   200 {"ready":true} or 503 {"ready":false,"reason":"..."}
  *   GET /metrics  the Prometheus exposition of the service's registry
  *   GET <path>    any handler the service registers (e.g. /status as JSON)
  *
- * Bound to 127.0.0.1 unless configured otherwise. Handlers run on the loop
- * thread and must not block. The server counts its own requests in
- * himari_admin_requests_total{path,code}.
+ * Bound to 127.0.0.1 unless configured otherwise; a bind off loopback is
+ * logged once at start (admin_not_loopback: plain HTTP, no authentication).
+ * Handlers run on the loop thread and must not block. The server counts its
+ * own requests in himari_admin_requests_total{path,code}.
  */
 #ifndef HIMARI_ADMIN_H
 #define HIMARI_ADMIN_H
@@ -22,6 +25,16 @@
 #include "himari/metrics.h"
 
 typedef struct hm_admin hm_admin;
+
+/** Where and how the endpoint listens; zeroed fields take the defaults. */
+typedef struct hm_admin_opts {
+    const char *bind;        /* an IP literal or "localhost"; NULL or "": 127.0.0.1 */
+    int port;                /* 0: pick a free port (see hm_admin_port()) */
+    bool http2;              /* also HTTP/2 with prior knowledge; false: HTTP/1.1 only */
+    int max_connections;     /* open at once; beyond it a connection is closed at once; 0: 64 */
+    int64_t idle_timeout_ms; /* a connection without a whole request this long is closed
+                                (idle keep-alive, slow clients, idle HTTP/2); 0: 10000 */
+} hm_admin_opts;
 
 /**
  * @brief Readiness probe: return true when ready; otherwise false and write a
@@ -37,12 +50,11 @@ typedef bool (*hm_admin_ready_cb)(void *ud, char *reason, size_t reason_size);
 typedef int (*hm_admin_handler_cb)(void *ud, hm_buf *out, const char **content_type);
 
 /**
- * @brief Listen on bind:port (port 0 picks a free port; see hm_admin_port()).
- * metrics is rendered at /metrics and may not be NULL; ready may be NULL
- * (then /readyz always says ready). The server lives on loop until
- * hm_admin_close(). On error nothing is left open.
+ * @brief Listen on opts->bind:opts->port. metrics is rendered at /metrics and
+ * may not be NULL; ready may be NULL (then /readyz always says ready). The
+ * server lives on loop until hm_admin_close(). On error nothing is left open.
  */
-int hm_admin_start(uv_loop_t *loop, const char *bind, int port, hm_metrics *metrics,
+int hm_admin_start(uv_loop_t *loop, const hm_admin_opts *opts, hm_metrics *metrics,
                    hm_admin_ready_cb ready, void *ready_ud, hm_admin **out,
                    hm_err *err) HM_MUST_CHECK;
 

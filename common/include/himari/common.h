@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,14 @@ void hm_format_iso8601_ms(int64_t ms, char out[25]);
  */
 int hm_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len,
                  hm_err *err) HM_MUST_CHECK;
+
+/**
+ * @brief Is host (an IP literal or "localhost", as admin.bind and grpc.bind
+ * take it) a loopback address: 127.0.0.0/8, ::1, ::ffff:127.x.y.z or
+ * "localhost"? NULL and "" are the default bind, 127.0.0.1. Wildcards (0.0.0.0,
+ * ::) and every name other than "localhost" are not: no DNS is asked.
+ */
+bool hm_addr_is_loopback(const char *host);
 
 /** @brief Abort with a message: for broken invariants, never for bad input. */
 void hm_panic(const char *fmt, ...) HM_PRINTF(1, 2) __attribute__((noreturn));

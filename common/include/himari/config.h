@@ -13,11 +13,18 @@
  *      given as "redis.password_file: /run/secrets/redis" (or the env variable
  *      HIMARI_REDIS_PASSWORD_FILE); the file's content, without a trailing
  *      newline, is the value. Giving both the value and the file is an error.
+ *      A secret file its group or others may read (mode & 077) is loaded with
+ *      one warning (config_secret_file_mode: key, file, mode; never the value).
  *   5. checks: unknown keys, wrong types, out-of-range numbers and missing
  *      required keys are errors naming the file, line and key, e.g.
  *      "config/iv.yaml:12: kafka.comit_interval_ms: unknown key".
  * HM_CFG_STR_MAP keys are file-only: their free-form inner keys have no
- * unambiguous env spelling, so no env variable overrides a map.
+ * unambiguous env spelling, so no env variable overrides a map. A map flagged
+ * HM_CFG_SECRET_VALUES (kafka.properties) treats the values of inner keys that
+ * look secret (hm_config_is_secret_name: sasl.password, ssl.key.password, ...)
+ * as secrets: digested by length only, and given either inline or as
+ * "<inner key>_file: /run/secrets/x" (read like any secret file, both forms
+ * at once are an error).
  * The same table renders a documented example file (hm_config_write_example),
  * which is how the config/<service>.example.yaml files are generated and checked.
  *
@@ -58,8 +65,9 @@ typedef struct hm_str_map {
 } hm_str_map;
 
 enum {
-    HM_CFG_REQUIRED = 1u << 0,   /* no default: must be set by file or env */
-    HM_CFG_RELOADABLE = 1u << 1, /* may change at ReloadConfig without a restart */
+    HM_CFG_REQUIRED = 1u << 0,      /* no default: must be set by file or env */
+    HM_CFG_RELOADABLE = 1u << 1,    /* may change at ReloadConfig without a restart */
+    HM_CFG_SECRET_VALUES = 1u << 2, /* STR_MAP: secret-looking inner keys hold secrets */
 };
 
 /** One configuration key. */
@@ -114,7 +122,8 @@ size_t hm_config_changed_keys(const hm_cfg_section *sections, size_t n_sections,
 
 /**
  * @brief A 64-bit FNV-1a digest of the effective configuration (every key and
- * value in table order, secrets as their length only), as 16 hex chars + NUL.
+ * value in table order, secrets as their length only, including the secret
+ * inner keys of an HM_CFG_SECRET_VALUES map), as 16 hex chars + NUL.
  */
 void hm_config_digest(const hm_cfg_section *sections, size_t n_sections, char out[17]);
 
@@ -124,6 +133,15 @@ void hm_config_digest(const hm_cfg_section *sections, size_t n_sections, char ou
  */
 void hm_config_write_example(const hm_cfg_section *sections, size_t n_sections, const char *title,
                              FILE *out);
+
+/**
+ * @brief Does a free-form key name a secret? Case-insensitive: it contains
+ * "password", "secret", "passphrase" or "private.key", ends in "key.pem", or
+ * is "sasl.oauthbearer.config" (librdkafka's sasl.password, ssl.key.password,
+ * ssl.keystore.password, sasl.oauthbearer.client.secret, ssl.key.pem, ...).
+ * Such a value is never echoed in a message nor hashed into the digest.
+ */
+bool hm_config_is_secret_name(const char *name);
 
 /** @brief The env variable that overrides a path: "HIMARI_KAFKA_BOOTSTRAP_SERVERS". */
 void hm_config_env_name(const char *path, char *out, size_t out_size);

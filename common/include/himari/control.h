@@ -9,6 +9,8 @@
  *   ReloadConfig  re-read the YAML, validate, swap it in at once; a file that does not
  *                 load, or changes a key that needs a restart, is refused with the
  *                 reason and the running configuration stays            [token]
+ *                 Only the file the service was started with (--config): a request
+ *                 naming any other path gets PERMISSION_DENIED
  *   Drain         stop consuming, commit what is in flight, answer, exit 0 [token]
  *
  * The server is generic: the service supplies hooks (a stage-based service passes

@@ -28,7 +28,26 @@
  * grpc.health.v1.Health (Check, Watch) is built in: a service sets the status
  * of "" (the whole server) and of its own services with hm_grpc_health_set.
  *
- * Metrics: himari_grpc_calls_total{method,code}, himari_grpc_handling_seconds{method}.
+ * Streams that stay open (every HM_GRPC_STREAMING row: ControlService's
+ * WatchStatus, grpc.health.v1 Watch) are capped for the whole process
+ * (max_watch_streams): they need no token and each one holds a call, a timer
+ * and, for WatchStatus, a Status rebuilt every interval, while grpc core only
+ * bounds streams per connection. A call beyond the cap gets RESOURCE_EXHAUSTED
+ * before its request is read. A stream counts until its call is freed.
+ *
+ * Per connection (grpc core enforces them): max_concurrent_streams (sent in
+ * SETTINGS), a connection without a call is closed after max_connection_idle_ms,
+ * one older than max_connection_age_ms gets GOAWAY and 30 s for its calls,
+ * pings are policed (a third ping within 5 min without data or a call is
+ * GOAWAY ENHANCE_YOUR_CALM), request metadata is at most 8 KiB.
+ *
+ * There is no TLS: the channel, and the bearer token in it, is in clear. So a
+ * bind that is not a loopback address is refused unless the caller says
+ * allow_insecure_remote (a TLS-terminating proxy in front, or a network that
+ * is trusted), and then it is logged once at start (grpc_insecure_remote).
+ *
+ * Metrics: himari_grpc_calls_total{method,code}, himari_grpc_handling_seconds{method},
+ * himari_grpc_watch_streams (open now), himari_grpc_watch_streams_refused_total.
  */
 #ifndef HIMARI_GRPC_H
 #define HIMARI_GRPC_H
@@ -45,11 +64,16 @@ typedef struct hm_grpc_server hm_grpc_server;
 typedef struct hm_grpc_call hm_grpc_call;
 
 typedef struct hm_grpc_opts {
-    const char *bind;         /* NULL or "": 127.0.0.1 */
-    int port;                 /* 0: pick a free port (see hm_grpc_server_port) */
-    const char *token;        /* bearer token for mutating methods; NULL/"": none set */
-    size_t max_request_bytes; /* 0: 65536 */
-    hm_metrics *metrics;      /* may not be NULL */
+    const char *bind;               /* NULL or "": 127.0.0.1 */
+    bool allow_insecure_remote;     /* serve a bind off loopback, without TLS (warned) */
+    int port;                       /* 0: pick a free port (see hm_grpc_server_port) */
+    const char *token;              /* bearer token for mutating methods; NULL/"": none set */
+    size_t max_request_bytes;       /* 0: 65536 */
+    int max_watch_streams;          /* open streaming calls, whole process; 0: 16 */
+    int max_concurrent_streams;     /* per HTTP/2 connection (SETTINGS); 0: 32 */
+    int64_t max_connection_idle_ms; /* a connection without a call is closed; 0: 300000 */
+    int64_t max_connection_age_ms;  /* a connection older is closed (GOAWAY + 30 s); 0: none */
+    hm_metrics *metrics;            /* may not be NULL */
 } hm_grpc_opts;
 
 /**
@@ -74,7 +98,8 @@ typedef struct hm_grpc_method {
 
 /**
  * @brief Start serving on bind:port. Fails (nothing left open) when the port
- * cannot be bound; err names the address.
+ * cannot be bound (-EADDRINUSE) or when bind is off loopback without
+ * allow_insecure_remote (-EPERM); err names the address.
  */
 int hm_grpc_server_start(uv_loop_t *loop, const hm_grpc_opts *opts, hm_grpc_server **out,
                          hm_err *err) HM_MUST_CHECK;

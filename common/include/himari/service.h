@@ -63,17 +63,25 @@ const char *hm_service_name(hm_service_id id);
  * the generic loader, ReloadConfig and Status reach the common keys.
  */
 typedef struct hm_service_config {
-    char *instance_id;              /* service.instance_id: unique per running instance;
-                                       the host name when left empty */
-    int64_t stop_timeout_ms;        /* service.stop_timeout_ms */
-    char *log_level;                /* log.level */
-    char *admin_bind;               /* admin.bind */
-    int64_t admin_port;             /* admin.port */
-    char *grpc_bind;                /* grpc.bind */
-    int64_t grpc_port;              /* grpc.port */
-    char *grpc_token;               /* grpc.token (secret: grpc.token_file) */
-    int64_t grpc_max_request_bytes; /* grpc.max_request_bytes */
-    hm_kafka_config kafka;          /* kafka.* */
+    char *instance_id;                   /* service.instance_id: unique per running instance;
+                                            the host name when left empty */
+    int64_t stop_timeout_ms;             /* service.stop_timeout_ms */
+    char *log_level;                     /* log.level */
+    char *admin_bind;                    /* admin.bind */
+    int64_t admin_port;                  /* admin.port */
+    bool admin_http2;                    /* admin.http2 */
+    int64_t admin_max_connections;       /* admin.max_connections */
+    int64_t admin_idle_timeout_ms;       /* admin.idle_timeout_ms */
+    char *grpc_bind;                     /* grpc.bind */
+    bool grpc_allow_insecure_remote;     /* grpc.allow_insecure_remote */
+    int64_t grpc_port;                   /* grpc.port */
+    char *grpc_token;                    /* grpc.token (secret: grpc.token_file) */
+    int64_t grpc_max_request_bytes;      /* grpc.max_request_bytes */
+    int64_t grpc_max_watch_streams;      /* grpc.max_watch_streams */
+    int64_t grpc_max_concurrent_streams; /* grpc.max_concurrent_streams */
+    int64_t grpc_max_connection_idle_ms; /* grpc.max_connection_idle_ms */
+    int64_t grpc_max_connection_age_ms;  /* grpc.max_connection_age_ms; 0: none */
+    hm_kafka_config kafka;               /* kafka.* */
 } hm_service_config;
 
 /**
