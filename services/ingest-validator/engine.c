@@ -25,7 +25,8 @@
  *
  * Must never: read a clock, do I/O, allocate per record on the hot path (a new
  * key, symbol, or growth of a scratch array excepted), or let a malformed input
- * produce invalid JSON or unbounded state.
+ * produce invalid JSON or unbounded state. (The one system call is getrandom(2)
+ * in iv_engine_new(), for the state maps' hash key, which decides no output.)
  */
 #include "engine.h"
 
@@ -95,6 +96,9 @@ iv_engine *iv_engine_new(const iv_checks *checks, bool event_clock) {
     e->holds = iv_hold_masks_of_table();
     e->event_clock = event_clock;
     e->pa_ms = INT64_MIN;
+    /* A key of its own per engine (so per process): which symbols collide in the state
+     * maps cannot be known from outside. Nothing that leaves the engine depends on it. */
+    e->st.hkey = iv_hash_key_random();
     return e;
 }
 
@@ -263,7 +267,7 @@ static hm_qcodeset unkeyed_freshness(iv_engine *e, const iv_input *in, const hm_
     iv_part *p = iv_state_part(&e->st, in->partition, false);
     if (!p) return 0;
     uint32_t si =
-        iv_part_find_sym(p, iv_sym_hash(t->symbol.p, t->symbol.len), t->symbol.p, t->symbol.len);
+        iv_part_find_sym(p, iv_sym_hash(p, t->symbol.p, t->symbol.len), t->symbol.p, t->symbol.len);
     if (si == IV_NONE || !p->syms[si].has_wm) return 0;
     return latency_codes(&e->ck, p->syms[si].wm - t->ts_ms);
 }
@@ -483,12 +487,12 @@ static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *
     const int64_t ts = t->ts_ms;
     iv_part *p = iv_state_part(&e->st, in->partition, trade);
     if (!p) return codes | unkeyed_freshness(e, in, t, f);
-    uint64_t h = iv_key_hash(f->exch, f->exch_len, t->symbol.p, t->symbol.len);
+    uint64_t h = iv_key_hash(p, f->exch, f->exch_len, t->symbol.p, t->symbol.len);
     uint32_t ki = lookup_key(e, p, in->partition, h, f, t);
     if (ki == IV_NONE) {
         if (!trade || (int64_t)p->n_keys >= ck->max_keys)
             return codes | unkeyed_freshness(e, in, t, f);
-        uint64_t sh = iv_sym_hash(t->symbol.p, t->symbol.len);
+        uint64_t sh = iv_sym_hash(p, t->symbol.p, t->symbol.len);
         uint32_t si = iv_part_find_sym(p, sh, t->symbol.p, t->symbol.len);
         if (si == IV_NONE) si = iv_part_add_sym(p, sh, t->symbol.p, t->symbol.len);
         ki = iv_part_add_key(p, h, si, f->exch, f->exch_len);

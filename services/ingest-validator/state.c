@@ -8,6 +8,15 @@
  * down as keys come and go). A slot holds the record index and its hash bits,
  * so a probe touches the record only when the bits match.
  *
+ * The hash is SipHash-1-3 under the state's random key (hash.h): symbols come
+ * from the input, and with a fixed function anyone can search for symbols that
+ * share a home slot and turn every lookup into a scan of one long run. Keyed
+ * hashes are safe here because none of them leaves the process: the changelog
+ * names keys by their text ("<exchange>|<symbol>"), and nothing walks a map's
+ * slots in an order anyone sees (flushes follow the dirty lists, the sweep the
+ * slabs, a symbol's keys their own list, feed-silence events are sorted by
+ * exchange), so outputs, events and the changelog are the same under any key.
+ *
  * Changelog values are small JSON objects ("v":1 plus every field); doubles are
  * written with hm_json_double(), which reads back to the same bits, so an
  * engine restored from the changelog judges exactly as the one that wrote it.
@@ -23,12 +32,20 @@
 
 /* ---- hashing ----------------------------------------------------------------------------- */
 
-uint64_t iv_key_hash(const char *exch, size_t exch_len, const char *sym, size_t sym_len) {
-    return iv_hash_bytes(iv_hash_bytes(0x6b6579ULL, exch, exch_len), sym, sym_len);
+uint64_t iv_key_hash(const iv_part *p, const char *exch, size_t exch_len, const char *sym,
+                     size_t sym_len) {
+    /* One pass over [exchange length][exchange][symbol]: the length byte keeps
+     * ("ab", "C/D") and ("a", "bC/D") apart. */
+    unsigned char b[1 + IV_EXCH_MAX + IV_SYM_MAX];
+    assert(exch_len < IV_EXCH_MAX && sym_len < IV_SYM_MAX);
+    b[0] = (unsigned char)exch_len;
+    memcpy(b + 1, exch, exch_len);
+    memcpy(b + 1 + exch_len, sym, sym_len);
+    return iv_siphash13(&p->hkey, b, 1 + exch_len + sym_len);
 }
 
-uint64_t iv_sym_hash(const char *sym, size_t sym_len) {
-    return iv_hash_bytes(0x73796dULL, sym, sym_len);
+uint64_t iv_sym_hash(const iv_part *p, const char *sym, size_t sym_len) {
+    return iv_siphash13(&p->hkey, sym, sym_len);
 }
 
 static inline uint32_t h32_of(uint64_t h) {
@@ -73,6 +90,18 @@ static void map_insert(iv_map *m, uint64_t h, uint32_t idx) {
     map_put_slot(m, (iv_slot){idx, h32_of(h)});
 }
 
+static void map_probe_stats(const iv_map *m, iv_probe_stats *out) {
+    memset(out, 0, sizeof(*out));
+    if (!m->slots) return;
+    for (uint32_t i = 0; i <= m->mask; i++) {
+        if (m->slots[i].idx == IV_NONE) continue;
+        uint32_t d = (i - m->slots[i].h32) & m->mask;
+        out->n++;
+        out->sum_dist += d;
+        if (d > out->max_dist) out->max_dist = d;
+    }
+}
+
 static void map_remove(iv_map *m, uint64_t h, uint32_t idx) {
     uint32_t i = h32_of(h) & m->mask;
     while (m->slots[i].idx != idx) {
@@ -97,8 +126,9 @@ static void map_remove(iv_map *m, uint64_t h, uint32_t idx) {
 
 /* ---- partitions -------------------------------------------------------------------------- */
 
-static iv_part *part_new(void) {
+static iv_part *part_new(const iv_hash_key *hkey) {
     iv_part *p = hm_xcalloc(1, sizeof(*p));
+    p->hkey = *hkey;
     p->key_free = IV_NONE;
     p->sym_free = IV_NONE;
     return p;
@@ -137,7 +167,7 @@ iv_part *iv_state_part(iv_state *s, int32_t partition, bool create) {
         memset(s->parts + s->n_parts, 0, (n - s->n_parts) * sizeof(*s->parts));
         s->n_parts = n;
     }
-    s->parts[i] = part_new();
+    s->parts[i] = part_new(&s->hkey);
     return s->parts[i];
 }
 
@@ -145,6 +175,11 @@ void iv_state_drop_part(iv_state *s, int32_t partition) {
     if (partition < 0 || (size_t)partition >= s->n_parts) return;
     part_free(s->parts[partition]);
     s->parts[partition] = NULL;
+}
+
+void iv_part_probe_stats(const iv_part *p, iv_probe_stats *keys, iv_probe_stats *syms) {
+    map_probe_stats(&p->key_map, keys);
+    map_probe_stats(&p->sym_map, syms);
 }
 
 /* ---- lookups ----------------------------------------------------------------------------- */
@@ -556,7 +591,7 @@ static void restore_sym_fields(changelog_reader *r, iv_sym *s) {
 }
 
 static uint32_t find_or_add_sym(iv_part *p, const char *sym, size_t n) {
-    uint64_t h = iv_sym_hash(sym, n);
+    uint64_t h = iv_sym_hash(p, sym, n);
     uint32_t si = iv_part_find_sym(p, h, sym, n);
     return si != IV_NONE ? si : iv_part_add_sym(p, h, sym, n);
 }
@@ -575,12 +610,12 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
     bool is_sym = exch_len == 0;
 
     if (!val) { /* tombstone */
-        uint32_t si = iv_part_find_sym(p, iv_sym_hash(sym, sym_len), sym, sym_len);
+        uint32_t si = iv_part_find_sym(p, iv_sym_hash(p, sym, sym_len), sym, sym_len);
         if (si == IV_NONE) return 0;
         if (is_sym) {
             iv_part_drop_sym(p, si, false);
         } else {
-            uint32_t ki = iv_part_find_key(p, iv_key_hash(key, exch_len, sym, sym_len), key,
+            uint32_t ki = iv_part_find_key(p, iv_key_hash(p, key, exch_len, sym, sym_len), key,
                                            exch_len, sym, sym_len);
             if (ki != IV_NONE) iv_part_drop_key(p, ki, false);
         }
@@ -622,7 +657,7 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
         restore_key_fields(&r, &tmp);
         if (r.rc == 0) {
             uint32_t si = find_or_add_sym(p, sym, sym_len);
-            uint64_t h = iv_key_hash(key, exch_len, sym, sym_len);
+            uint64_t h = iv_key_hash(p, key, exch_len, sym, sym_len);
             uint32_t ki = iv_part_find_key(p, h, key, exch_len, sym, sym_len);
             if (ki == IV_NONE) ki = iv_part_add_key(p, h, si, key, exch_len);
             iv_key *k = &p->keys[ki];

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "checks.h"
+#include "hash.h"
 #include "himari/buf.h"
 #include "himari/common.h"
 
@@ -93,6 +94,7 @@ typedef struct iv_map {
 
 /** A partition's state. */
 typedef struct iv_part {
+    iv_hash_key hkey; /* the maps' hash key (its iv_state's) */
     iv_key *keys;
     uint32_t keys_len, keys_cap, key_free; /* slab: used prefix, capacity, free list */
     iv_sym *syms;
@@ -112,6 +114,7 @@ typedef struct iv_part {
 typedef struct iv_state {
     iv_part **parts; /* by partition id; NULL: none */
     size_t n_parts;
+    iv_hash_key hkey; /* copied into each partition it creates; set before the first */
 } iv_state;
 
 void iv_state_free(iv_state *s);
@@ -120,9 +123,23 @@ iv_part *iv_state_part(iv_state *s, int32_t partition, bool create);
 /** @brief Forget a partition entirely (no tombstones). */
 void iv_state_drop_part(iv_state *s, int32_t partition);
 
-/** @brief The hash of a key: lower-cased exchange and symbol. */
-uint64_t iv_key_hash(const char *exch, size_t exch_len, const char *sym, size_t sym_len);
-uint64_t iv_sym_hash(const char *sym, size_t sym_len);
+/**
+ * @brief The map hash of a key (lower-cased exchange and symbol) or a symbol: keyed
+ * with p->hkey, so it differs from process to process and is never persisted.
+ */
+uint64_t iv_key_hash(const iv_part *p, const char *exch, size_t exch_len, const char *sym,
+                     size_t sym_len);
+uint64_t iv_sym_hash(const iv_part *p, const char *sym, size_t sym_len);
+
+/** How far entries of a map sit from their home slot (a lookup of one probes dist + 1 slots). */
+typedef struct iv_probe_stats {
+    uint32_t n;        /* entries */
+    uint64_t sum_dist; /* sum over entries of the distance from the home slot */
+    uint32_t max_dist;
+} iv_probe_stats;
+
+/** @brief Probe distances of the partition's key map and symbol map. */
+void iv_part_probe_stats(const iv_part *p, iv_probe_stats *keys, iv_probe_stats *syms);
 
 uint32_t iv_part_find_key(const iv_part *p, uint64_t h, const char *exch, size_t exch_len,
                           const char *sym, size_t sym_len);
