@@ -17,6 +17,14 @@
  * slabs, a symbol's keys their own list, feed-silence events are sorted by
  * exchange), so outputs, events and the changelog are the same under any key.
  *
+ * Recency: each exchange's keys in a partition form a doubly linked list, least
+ * recently seen first, kept in order by moving a key to the new end whenever a
+ * trade reaches it (O(1)). iv_key.seen numbers those moves and goes into the
+ * changelog, so that a restored partition can sort its lists back into the same
+ * order (restore links keys in log order and marks the lists unsorted; the sort
+ * runs once, at the first eviction). Evicting the least recently seen key of the
+ * exchange with the most keys is O(exchanges).
+ *
  * Changelog values are small JSON objects ("v":1 plus every field); doubles are
  * written with hm_json_double(), which reads back to the same bits, so an
  * engine restored from the changelog judges exactly as the one that wrote it.
@@ -136,6 +144,7 @@ static iv_part *part_new(const iv_hash_key *hkey) {
 
 static void part_free(iv_part *p) {
     if (!p) return;
+    free(p->exchs);
     free(p->keys);
     free(p->syms);
     map_free(&p->key_map);
@@ -215,6 +224,120 @@ uint32_t iv_part_find_sym(const iv_part *p, uint64_t h, const char *sym, size_t 
     }
 }
 
+/* ---- recency ----------------------------------------------------------------------------- */
+
+static uint32_t exch_find(const iv_part *p, const char *exch, size_t len) {
+    for (uint32_t i = 0; i < p->n_exchs; i++)
+        if (p->exchs[i].len == len && memcmp(p->exchs[i].name, exch, len) == 0) return i;
+    return IV_NONE;
+}
+
+static uint32_t exch_find_or_add(iv_part *p, const char *exch, size_t len) {
+    uint32_t xk = exch_find(p, exch, len);
+    if (xk != IV_NONE) return xk;
+    if (p->n_exchs == p->exchs_cap) {
+        p->exchs_cap = p->exchs_cap ? p->exchs_cap * 2 : 8;
+        p->exchs = hm_xrealloc(p->exchs, (size_t)p->exchs_cap * sizeof(*p->exchs));
+    }
+    iv_exch_keys *x = &p->exchs[p->n_exchs];
+    memset(x, 0, sizeof(*x));
+    memcpy(x->name, exch, len);
+    x->len = (uint8_t)len;
+    x->oldest = x->newest = IV_NONE;
+    return p->n_exchs++;
+}
+
+static inline void recency_unlink(iv_part *p, uint32_t ki) {
+    iv_key *k = &p->keys[ki];
+    iv_exch_keys *x = &p->exchs[k->xk];
+    if (k->older != IV_NONE)
+        p->keys[k->older].newer = k->newer;
+    else
+        x->oldest = k->newer;
+    if (k->newer != IV_NONE)
+        p->keys[k->newer].older = k->older;
+    else
+        x->newest = k->older;
+    k->older = k->newer = IV_NONE;
+}
+
+static inline void recency_push_newest(iv_part *p, uint32_t ki) {
+    iv_key *k = &p->keys[ki];
+    iv_exch_keys *x = &p->exchs[k->xk];
+    k->older = x->newest;
+    k->newer = IV_NONE;
+    if (x->newest != IV_NONE)
+        p->keys[x->newest].newer = ki;
+    else
+        x->oldest = ki;
+    x->newest = ki;
+}
+
+void iv_part_touch_key(iv_part *p, uint32_t ki) {
+    iv_key *k = &p->keys[ki];
+    k->seen = ++p->seen_clock;
+    if (p->exchs[k->xk].newest != ki) {
+        recency_unlink(p, ki);
+        recency_push_newest(p, ki);
+    }
+}
+
+static int cmp_names(const char *a, size_t an, const char *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+static int cmp_recency(const void *a, const void *b, void *ud) {
+    const iv_part *p = ud;
+    const iv_key *x = &p->keys[*(const uint32_t *)a], *y = &p->keys[*(const uint32_t *)b];
+    if (x->seen != y->seen) return x->seen < y->seen ? -1 : 1;
+    /* Equal only for records of a changelog written before keys had a recency (all 0):
+     * by symbol, so that every engine restored from it agrees. */
+    const iv_sym *sx = &p->syms[x->sym], *sy = &p->syms[y->sym];
+    return cmp_names(sx->name, sx->name_len, sy->name, sy->name_len);
+}
+
+/* After a restore: every exchange's list in the order of seen. O(keys log keys), once. */
+static void recency_sort(iv_part *p) {
+    uint32_t *v = hm_xmalloc((size_t)(p->n_keys ? p->n_keys : 1) * sizeof(*v));
+    for (uint32_t xi = 0; xi < p->n_exchs; xi++) {
+        iv_exch_keys *x = &p->exchs[xi];
+        uint32_t n = 0;
+        for (uint32_t j = x->oldest; j != IV_NONE; j = p->keys[j].newer)
+            v[n++] = j;
+        assert(n == x->n_keys);
+        if (n > 1) qsort_r(v, n, sizeof(*v), cmp_recency, p);
+        x->oldest = x->newest = IV_NONE;
+        for (uint32_t i = 0; i < n; i++)
+            recency_push_newest(p, v[i]);
+    }
+    free(v);
+    p->recency_unsorted = false;
+}
+
+uint32_t iv_part_eviction_victim(iv_part *p, const char *exch, size_t exch_len) {
+    if (p->n_keys == 0) return IV_NONE;
+    if (p->recency_unsorted) recency_sort(p);
+    uint32_t most = 0;
+    for (uint32_t i = 0; i < p->n_exchs; i++)
+        if (p->exchs[i].n_keys > most) most = p->exchs[i].n_keys;
+    uint32_t own = exch_find(p, exch, exch_len);
+    if (own != IV_NONE && p->exchs[own].n_keys == most) return p->exchs[own].oldest;
+    const iv_exch_keys *best = NULL;
+    for (uint32_t i = 0; i < p->n_exchs; i++) {
+        const iv_exch_keys *x = &p->exchs[i];
+        if (x->n_keys != most) continue;
+        if (best) {
+            uint64_t a = p->keys[x->oldest].seen, b = p->keys[best->oldest].seen;
+            if (a > b || (a == b && cmp_names(x->name, x->len, best->name, best->len) > 0))
+                continue;
+        }
+        best = x;
+    }
+    assert(best && "keys in the partition, so an exchange holds the most");
+    return best ? best->oldest : IV_NONE;
+}
+
 /* ---- creation and removal ---------------------------------------------------------------- */
 
 uint32_t iv_part_add_sym(iv_part *p, uint64_t h, const char *sym, size_t sym_len) {
@@ -275,10 +398,16 @@ uint32_t iv_part_add_key(iv_part *p, uint64_t h, uint32_t si, const char *exch, 
     k->next = y->first_key;
     y->first_key = ki;
     y->n_keys++;
+    k->xk = exch_find_or_add(p, exch, exch_len);
+    k->seen = p->seen_clock;
+    recency_push_newest(p, ki);
+    p->exchs[k->xk].n_keys++;
     map_insert(&p->key_map, h, ki);
     p->n_keys++;
     return ki;
 }
+
+/* ---- tombstones -------------------------------------------------------------------------- */
 
 static void push_tombstone(iv_part *p, const hm_buf *key) {
     uint32_t n = (uint32_t)key->len;
@@ -304,6 +433,8 @@ void iv_part_drop_key(iv_part *p, uint32_t ki, bool tombstone) {
     }
     *link = k->next;
     y->n_keys--;
+    recency_unlink(p, ki);
+    p->exchs[k->xk].n_keys--;
     map_remove(&p->key_map, k->hash, ki);
     p->n_keys--;
     k->in_use = false;
@@ -468,6 +599,7 @@ void iv_key_serialise(const iv_key *k, hm_buf *b) {
     put_dbl(b, "vol_mean", k->vol.mean);
     put_dbl(b, "vol_var", k->vol.var);
     put_dbl(b, "vol_w", k->vol.w);
+    put_i64(b, "seen", (int64_t)k->seen);
     hm_buf_putc(b, '}');
 }
 
@@ -579,6 +711,8 @@ static void restore_key_fields(changelog_reader *r, iv_key *k) {
     k->vol.mean = field_dbl(r, "vol_mean");
     k->vol.var = field_dbl(r, "vol_var");
     k->vol.w = field_dbl(r, "vol_w");
+    /* Absent from records written before keys had a recency: the least recently seen. */
+    k->seen = json_object_get(r->obj, "seen") ? (uint64_t)field_i64(r, "seen", 0, INT64_MAX) : 0;
 }
 
 static void restore_sym_fields(changelog_reader *r, iv_sym *s) {
@@ -664,6 +798,10 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
             size_t from = offsetof(iv_key, has_ts);
             memcpy((char *)k + from, (char *)&tmp + from, sizeof(*k) - from);
             k->silent = tmp.silent;
+            /* Linked where it was added, in log order: sorted by seen when it matters. */
+            k->seen = tmp.seen;
+            if (tmp.seen > p->seen_clock) p->seen_clock = tmp.seen;
+            p->recency_unsorted = true;
         }
     }
     json_decref(obj);
