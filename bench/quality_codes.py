@@ -66,6 +66,7 @@ FACTS = {
     "EXTREME_VOLUME_SPIKE": ("checks.extreme_volume_ratio, volume_spike_sigmas, volume_alpha, volume_warmup_ticks", "log volume above the key's baseline by max(ln ratio, (sigmas + 2) sd)"),
     "VOLUME_SPIKE": ("checks.volume_spike_ratio, volume_spike_sigmas, volume_alpha, volume_warmup_ticks", "log volume above the key's baseline by max(ln ratio, sigmas sd)"),
     "NOTIONAL_OUTLIER": ("checks.notional_max", "price x volume above the limit"),
+    "NO_STATE": ("checks.max_keys", "informational: judged without its key's state because the partition held max_keys keys (a trade's new key evicted another; a liquidation found none)"),
 }
 
 HOLDS = {"HM_QHOLD_ALL": "price, volume, sequence", "HM_QHOLD_VALUES": "price, volume",

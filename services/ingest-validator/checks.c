@@ -124,6 +124,8 @@ static void check_trade_id(const hm_tick *t, iv_fields *f) {
     }
     f->has_id = true;
     f->id_numeric = t->trade_id_numeric;
+    /* The fixed hash, not the maps' keyed one: the id goes into the changelog and is compared
+     * after a restart (checks.h). */
     f->id = t->trade_id_numeric ? t->trade_id_num
                                 : iv_hash_bytes(0x7472616465ULL, t->trade_id.p, t->trade_id.len);
 }

@@ -93,7 +93,17 @@ static inline double iv_rel(double a, double b) {
 /** @brief Median of v[0..n) (n >= 1); sorts v in place. */
 double iv_median(double *v, size_t n);
 
-/** @brief A 64-bit hash of bytes (trade ids, state keys); seed chains calls. */
+/**
+ * @brief A fixed, unkeyed 64-bit hash of bytes; seed chains calls.
+ *
+ * Deterministic on purpose: it hashes string trade ids into a key's ring of recent ids,
+ * which is written to the changelog and compared with the ids of ticks judged after a
+ * restart, possibly by another process (and another build): a keyed or changed hash would
+ * let a DUPLICATE_TRADE_ID across a restart go unseen. It must never change, and never
+ * index a map fed by input: anyone can search for inputs it collides (hash flooding); the
+ * state maps use the keyed hash of hash.h. A chosen collision in the ring costs nothing
+ * but a false DUPLICATE_TRADE_ID on the sender's own feed (16 entries, compared in turn).
+ */
 uint64_t iv_hash_bytes(uint64_t seed, const char *p, size_t n);
 
 /** The log-volume baseline of a key: exponentially weighted mean and variance. */

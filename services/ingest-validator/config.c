@@ -116,8 +116,8 @@ static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
      "ms: the state of an (exchange, symbol) idle this long (its partition's event time) is "
      "forgotten"},
     {"checks.max_keys", HM_CFG_INT, CC(max_keys), "100000", RL, 1, 100000000,
-     "keys: bound on (exchange, symbol) states per partition; beyond it ticks are judged "
-     "without state"},
+     "keys: bound on (exchange, symbol) states per partition; at it a new key evicts the "
+     "least recently seen key of the exchange holding the most, and its tick carries NO_STATE"},
     {"checks.notional_max", HM_CFG_DOUBLE, CC(notional_max), "10000000", RL, FRAC_MIN, 1e18,
      "quote units: NOTIONAL_OUTLIER when price * volume is above"},
 #define IV_WEIGHT_KEY_(name, weight, holds)                                                        \

@@ -25,7 +25,8 @@
  *
  * Must never: read a clock, do I/O, allocate per record on the hot path (a new
  * key, symbol, or growth of a scratch array excepted), or let a malformed input
- * produce invalid JSON or unbounded state.
+ * produce invalid JSON or unbounded state. (The one system call is getrandom(2)
+ * in iv_engine_new(), for the state maps' hash key, which decides no output.)
  */
 #include "engine.h"
 
@@ -95,6 +96,9 @@ iv_engine *iv_engine_new(const iv_checks *checks, bool event_clock) {
     e->holds = iv_hold_masks_of_table();
     e->event_clock = event_clock;
     e->pa_ms = INT64_MIN;
+    /* A key of its own per engine (so per process): which symbols collide in the state
+     * maps cannot be known from outside. Nothing that leaves the engine depends on it. */
+    e->st.hkey = iv_hash_key_random();
     return e;
 }
 
@@ -263,7 +267,7 @@ static hm_qcodeset unkeyed_freshness(iv_engine *e, const iv_input *in, const hm_
     iv_part *p = iv_state_part(&e->st, in->partition, false);
     if (!p) return 0;
     uint32_t si =
-        iv_part_find_sym(p, iv_sym_hash(t->symbol.p, t->symbol.len), t->symbol.p, t->symbol.len);
+        iv_part_find_sym(p, iv_sym_hash(p, t->symbol.p, t->symbol.len), t->symbol.p, t->symbol.len);
     if (si == IV_NONE || !p->syms[si].has_wm) return 0;
     return latency_codes(&e->ck, p->syms[si].wm - t->ts_ms);
 }
@@ -470,30 +474,77 @@ static uint32_t lookup_key(iv_engine *e, const iv_part *p, int32_t partition, ui
     return iv_part_find_key(p, h, f->exch, f->exch_len, t->symbol.p, t->symbol.len);
 }
 
+static void count_eviction(iv_stats *st, const char *exch, size_t len) {
+    st->evictions++;
+    uint32_t i = 0;
+    while (i < st->n_evictions_by && !(strlen(st->evictions_by[i].exchange) == len &&
+                                       memcmp(st->evictions_by[i].exchange, exch, len) == 0))
+        i++;
+    if (i == st->n_evictions_by) {
+        if (i == IV_STATS_EXCHANGES) {
+            i = IV_STATS_EXCHANGES - 1; /* full: the last entry counts the rest */
+            snprintf(st->evictions_by[i].exchange, sizeof(st->evictions_by[i].exchange), "other");
+        } else {
+            snprintf(st->evictions_by[i].exchange, sizeof(st->evictions_by[i].exchange), "%.*s",
+                     (int)len, exch);
+            st->n_evictions_by++;
+        }
+    }
+    st->evictions_by[i].n++;
+}
+
+/*
+ * The partition is full and a trade needs a new key (of f's exchange, symbol keep_si
+ * when it exists): evict one key (iv_part_eviction_victim: the least recently seen of
+ * the exchange holding the most keys), with its tombstone, and its symbol when that has
+ * no key left (else symbols would pile up), unless it is keep_si, which the new key joins.
+ */
+static void evict_one(iv_engine *e, iv_part *p, const iv_fields *f, uint32_t keep_si,
+                      iv_output *out) {
+    uint32_t vi = iv_part_eviction_victim(p, f->exch, f->exch_len);
+    assert(vi != IV_NONE && "a full partition has keys");
+    const iv_key *v = &p->keys[vi];
+    const uint32_t vsi = v->sym;
+    const iv_sym *vy = &p->syms[vsi];
+    count_eviction(&e->stats, v->exch, v->exch_len);
+    out->evictions++;
+    snprintf(out->evicted_key, sizeof(out->evicted_key), "%.*s|%.*s", (int)v->exch_len, v->exch,
+             (int)vy->name_len, vy->name);
+    iv_part_drop_key(p, vi, true);
+    if (vsi != keep_si && p->syms[vsi].n_keys == 0) iv_part_drop_sym(p, vsi, true);
+    e->c_valid = false;
+}
+
 /*
  * A trade or liquidation of a known exchange, a well-formed symbol and a valid
- * timestamp. Trades may create their key (bounded by max_keys per partition;
- * beyond the bound a tick is judged without state, as a key's first tick
- * would be) and move its state; liquidations only read it.
+ * timestamp. Trades may create their key and move its state; liquidations only
+ * read it. A partition holds at most max_keys keys: at the bound a trade of a new
+ * key evicts one (evict_one) and carries NO_STATE, as does a liquidation without
+ * a key then (its key may have been evicted): they were judged without history
+ * because of our capacity, not because of anything the tick did.
  */
 static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *t,
-                               const iv_fields *f, hm_qcodeset codes) {
+                               const iv_fields *f, hm_qcodeset codes, iv_output *out) {
     const iv_checks *ck = &e->ck;
     const bool trade = t->kind == HM_KIND_TRADE;
     const int64_t ts = t->ts_ms;
     iv_part *p = iv_state_part(&e->st, in->partition, trade);
     if (!p) return codes | unkeyed_freshness(e, in, t, f);
-    uint64_t h = iv_key_hash(f->exch, f->exch_len, t->symbol.p, t->symbol.len);
+    uint64_t h = iv_key_hash(p, f->exch, f->exch_len, t->symbol.p, t->symbol.len);
     uint32_t ki = lookup_key(e, p, in->partition, h, f, t);
     if (ki == IV_NONE) {
-        if (!trade || (int64_t)p->n_keys >= ck->max_keys)
-            return codes | unkeyed_freshness(e, in, t, f);
-        uint64_t sh = iv_sym_hash(t->symbol.p, t->symbol.len);
+        if ((int64_t)p->n_keys >= ck->max_keys) codes |= HM_QBIT(HM_Q_NO_STATE);
+        if (!trade) return codes | unkeyed_freshness(e, in, t, f);
+        uint64_t sh = iv_sym_hash(p, t->symbol.p, t->symbol.len);
         uint32_t si = iv_part_find_sym(p, sh, t->symbol.p, t->symbol.len);
+        /* A loop: max_keys may have been lowered by a reload since the last new key. */
+        while ((int64_t)p->n_keys >= ck->max_keys)
+            evict_one(e, p, f, si, out);
         if (si == IV_NONE) si = iv_part_add_sym(p, sh, t->symbol.p, t->symbol.len);
         ki = iv_part_add_key(p, h, si, f->exch, f->exch_len);
         p->keys[ki].last_ts = ts; /* idle time counts from here until a tick is accepted */
     }
+    if (trade) iv_part_touch_key(p, ki);
     e->c_valid = true;
     e->c_part = in->partition;
     e->c_key = ki;
@@ -624,6 +675,8 @@ void iv_engine_process(iv_engine *e, const iv_input *in, int64_t processed_at_ms
     out->error[0] = '\0';
     out->n_issues = 0;
     out->exchange[0] = '\0';
+    out->evictions = 0;
+    out->evicted_key[0] = '\0';
     const char *iso = processed_at(e, processed_at_ms);
     e->stats.records++;
 
@@ -642,7 +695,7 @@ void iv_engine_process(iv_engine *e, const iv_input *in, int64_t processed_at_ms
     iv_check_fields(&e->ck, &e->xs, &t, &f);
     hm_qcodeset codes = f.codes;
     if (t.kind != HM_KIND_TRANSFER && f.exchange_known && f.symbol_ok && f.ts_ok)
-        codes = judge_keyed(e, in, &t, &f, codes);
+        codes = judge_keyed(e, in, &t, &f, codes, out);
     else
         codes |= unkeyed_freshness(e, in, &t, &f);
 
@@ -682,6 +735,13 @@ size_t iv_engine_state_keys(const iv_engine *e) {
     size_t n = 0;
     for (size_t i = 0; i < e->st.n_parts; i++)
         if (e->st.parts[i]) n += e->st.parts[i]->n_keys;
+    return n;
+}
+
+size_t iv_engine_state_symbols(const iv_engine *e) {
+    size_t n = 0;
+    for (size_t i = 0; i < e->st.n_parts; i++)
+        if (e->st.parts[i]) n += e->st.parts[i]->n_syms;
     return n;
 }
 

@@ -10,7 +10,11 @@
  *   per (partition, exchange, symbol): the key's sequence state (last
  *     timestamp, recent trade ids) and value state (reference price, EMA,
  *     volume baseline, pending level); created only for known exchanges and
- *     well-formed symbols, so junk input cannot grow memory;
+ *     well-formed symbols, at most checks.max_keys per partition: at the bound
+ *     the least recently seen key of the exchange holding the most keys is
+ *     evicted (tombstoned) to make room, and the tick that needed the room
+ *     carries NO_STATE, so junk input cannot grow memory nor silence the checks
+ *     of established feeds;
  *   per (partition, symbol): the symbol's event-time watermark (max timestamp
  *     of ticks that were not judged to be from the future) and the list of its
  *     keys (cross-exchange prices, feed-silence detection).
@@ -57,7 +61,9 @@ typedef struct iv_output {
     double score;     /* quality_score as written */
     hm_qcode issues[HM_QCODE_COUNT];
     uint32_t n_issues;
-    char exchange[32]; /* lower-cased exchange ("" when none), for metrics */
+    char exchange[32];    /* lower-cased exchange ("" when none), for metrics */
+    uint32_t evictions;   /* keys evicted (max_keys) to make room for this record's key */
+    char evicted_key[96]; /* the last of them, "<exchange>|<symbol>" ("" when none) */
 } iv_output;
 
 /**
@@ -65,12 +71,24 @@ typedef struct iv_output {
  * issues[c]: records carrying code c. by_result: ok (score 1), flagged
  * (0 < score < 1), rejected (score 0, includes parse errors).
  */
+#define IV_STATS_EXCHANGES 32 /* exchanges counted by name; the rest as "other" */
+
+typedef struct iv_exch_count {
+    char exchange[32]; /* lower-case */
+    uint64_t n;
+} iv_exch_count;
+
 typedef struct iv_stats {
     uint64_t records;
     uint64_t ok, flagged, rejected;
     uint64_t parse_errors;
     uint64_t issues[HM_QCODE_COUNT];
     uint64_t events;
+    uint64_t evictions; /* keys evicted at max_keys, every exchange */
+    /* ... by the evicted key's exchange, in order of first eviction; when the table is
+     * full its last entry is "other" (bounded metric labels) */
+    iv_exch_count evictions_by[IV_STATS_EXCHANGES];
+    uint32_t n_evictions_by;
 } iv_stats;
 
 /**
@@ -110,6 +128,8 @@ void iv_engine_drop_partition(iv_engine *e, int32_t partition);
 
 /** @brief Keys with state, over all partitions. */
 size_t iv_engine_state_keys(const iv_engine *e);
+/** @brief Symbols with state (a watermark, a list of keys), over all partitions. */
+size_t iv_engine_state_symbols(const iv_engine *e);
 
 /**
  * @brief A changelog record: key bytes, and value bytes (NULL: tombstone,
@@ -118,7 +138,7 @@ size_t iv_engine_state_keys(const iv_engine *e);
 typedef void (*iv_changelog_fn)(void *ud, int32_t partition, const char *key, size_t key_len,
                                 const char *val, size_t val_len);
 
-/** @brief Serialise every dirty key (and tombstones of expired ones); clear dirty. */
+/** @brief Serialise every dirty key (and tombstones of expired or evicted ones); clear dirty. */
 void iv_engine_flush_dirty(iv_engine *e, iv_changelog_fn fn, void *ud);
 
 /** @brief Forget the dirty marks without serialising (after an abort + drop). */
@@ -136,8 +156,9 @@ int iv_engine_restore(iv_engine *e, int32_t partition, const char *key, size_t k
 /**
  * @brief Drop keys idle for longer than state_ttl_ms of their partition's
  * latest watermark, and symbols left without keys (their tombstones go out
- * with the next flush). Output is unaffected: a
- * key found expired on its next tick would be reset anyway.
+ * with the next flush). Output is unaffected below max_keys: a key found
+ * expired on its next tick would be reset anyway (at the bound, the room a
+ * sweep makes spares the next new key an eviction).
  * @return keys dropped.
  */
 size_t iv_engine_sweep(iv_engine *e);

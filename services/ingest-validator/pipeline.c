@@ -29,7 +29,7 @@ typedef struct iv_kafka {
     iv_engine *engine;
     hm_buf out;
 
-    hm_metric_family *records_f, *issues_f, *quality_f, *events_f;
+    hm_metric_family *records_f, *issues_f, *quality_f, *events_f, *evictions_f;
     hm_gauge *state_keys;
     struct {
         char name[32];
@@ -84,6 +84,16 @@ static void iv_process(hm_stage *st, const hm_stage_record *rec) {
                        HM_LS("error", out.error));
         hm_stage_send_dlq(st, m, out.error);
     }
+    if (out.evictions) {
+        /* The partition's state is full (checks.max_keys): say what made room for what. */
+        char sym[64];
+        snprintf(sym, sizeof(sym), "%.*s", (int)out.key_len, out.key ? out.key : "");
+        hm_log_limited(HM_LOG_WARN, "state_key_evicted", 10, HM_LI("partition", m->partition),
+                       HM_LS("exchange", out.exchange), HM_LS("symbol", sym),
+                       HM_LS("evicted", out.evicted_key),
+                       HM_LI("max_keys", k->cfg->checks.max_keys),
+                       HM_LI("evictions_total", iv_engine_stats(k->engine)->evictions));
+    }
     hm_histogram_observe(quality_hist(k, out.exchange), out.score);
 }
 
@@ -121,9 +131,10 @@ static void iv_drop_state(hm_stage *st, const int32_t *partitions, size_t n) {
         iv_engine_drop_partition(e, partitions[i]);
 }
 
-/* Forget keys idle past the TTL; their tombstones go out with the transaction. The
- * output does not depend on when this runs (an expired key is reset on its next tick
- * anyway), so a timer is fine. */
+/* Forget keys idle past the TTL; their tombstones go out with the transaction. Below
+ * checks.max_keys the output does not depend on when this runs (an expired key is reset
+ * on its next tick anyway), so a timer is fine; at the bound, a sweep makes room a new
+ * key would otherwise have taken by eviction (with NO_STATE on its tick). */
 static void iv_sweep(hm_stage *st, uint64_t now_ms) {
     size_t dropped = iv_engine_sweep(of(st)->engine);
     if (dropped) hm_log_info("state_swept", HM_LI("keys", dropped));
@@ -140,6 +151,9 @@ static void collect(hm_metrics *m, void *ud) {
             hm_metrics_counter_child(k->issues_f, hm_qcode_name((hm_qcode)c))->value =
                 (double)st->issues[c];
     hm_metrics_counter_child(k->events_f)->value = (double)st->events;
+    for (uint32_t i = 0; i < st->n_evictions_by; i++)
+        hm_metrics_counter_child(k->evictions_f, st->evictions_by[i].exchange)->value =
+            (double)st->evictions_by[i].n;
     hm_gauge_set(k->state_keys, (double)iv_engine_state_keys(k->engine));
 }
 
@@ -171,6 +185,11 @@ static void register_metrics(iv_kafka *k, hm_metrics *m) {
                                      "Records carrying each issue code.", "code");
     k->events_f = hm_metrics_counter(m, "himari_validator_events_total",
                                      "Feed silence and resumption events emitted.", NULL);
+    k->evictions_f = hm_metrics_counter(
+        m, "himari_validator_state_evictions_total",
+        "Keys evicted because their partition held checks.max_keys, by the evicted key's "
+        "exchange (the record that needed the room carries NO_STATE).",
+        "exchange");
     static const double score_buckets[] = {0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0};
     k->quality_f = hm_metrics_histogram(m, "himari_validator_quality_score",
                                         "Quality score of judged records, by exchange.", "exchange",

@@ -8,6 +8,23 @@
  * down as keys come and go). A slot holds the record index and its hash bits,
  * so a probe touches the record only when the bits match.
  *
+ * The hash is SipHash-1-3 under the state's random key (hash.h): symbols come
+ * from the input, and with a fixed function anyone can search for symbols that
+ * share a home slot and turn every lookup into a scan of one long run. Keyed
+ * hashes are safe here because none of them leaves the process: the changelog
+ * names keys by their text ("<exchange>|<symbol>"), and nothing walks a map's
+ * slots in an order anyone sees (flushes follow the dirty lists, the sweep the
+ * slabs, a symbol's keys their own list, feed-silence events are sorted by
+ * exchange), so outputs, events and the changelog are the same under any key.
+ *
+ * Recency: each exchange's keys in a partition form a doubly linked list, least
+ * recently seen first, kept in order by moving a key to the new end whenever a
+ * trade reaches it (O(1)). iv_key.seen numbers those moves and goes into the
+ * changelog, so that a restored partition can sort its lists back into the same
+ * order (restore links keys in log order and marks the lists unsorted; the sort
+ * runs once, at the first eviction). Evicting the least recently seen key of the
+ * exchange with the most keys is O(exchanges).
+ *
  * Changelog values are small JSON objects ("v":1 plus every field); doubles are
  * written with hm_json_double(), which reads back to the same bits, so an
  * engine restored from the changelog judges exactly as the one that wrote it.
@@ -23,12 +40,20 @@
 
 /* ---- hashing ----------------------------------------------------------------------------- */
 
-uint64_t iv_key_hash(const char *exch, size_t exch_len, const char *sym, size_t sym_len) {
-    return iv_hash_bytes(iv_hash_bytes(0x6b6579ULL, exch, exch_len), sym, sym_len);
+uint64_t iv_key_hash(const iv_part *p, const char *exch, size_t exch_len, const char *sym,
+                     size_t sym_len) {
+    /* One pass over [exchange length][exchange][symbol]: the length byte keeps
+     * ("ab", "C/D") and ("a", "bC/D") apart. */
+    unsigned char b[1 + IV_EXCH_MAX + IV_SYM_MAX];
+    assert(exch_len < IV_EXCH_MAX && sym_len < IV_SYM_MAX);
+    b[0] = (unsigned char)exch_len;
+    memcpy(b + 1, exch, exch_len);
+    memcpy(b + 1 + exch_len, sym, sym_len);
+    return iv_siphash13(&p->hkey, b, 1 + exch_len + sym_len);
 }
 
-uint64_t iv_sym_hash(const char *sym, size_t sym_len) {
-    return iv_hash_bytes(0x73796dULL, sym, sym_len);
+uint64_t iv_sym_hash(const iv_part *p, const char *sym, size_t sym_len) {
+    return iv_siphash13(&p->hkey, sym, sym_len);
 }
 
 static inline uint32_t h32_of(uint64_t h) {
@@ -73,6 +98,18 @@ static void map_insert(iv_map *m, uint64_t h, uint32_t idx) {
     map_put_slot(m, (iv_slot){idx, h32_of(h)});
 }
 
+static void map_probe_stats(const iv_map *m, iv_probe_stats *out) {
+    memset(out, 0, sizeof(*out));
+    if (!m->slots) return;
+    for (uint32_t i = 0; i <= m->mask; i++) {
+        if (m->slots[i].idx == IV_NONE) continue;
+        uint32_t d = (i - m->slots[i].h32) & m->mask;
+        out->n++;
+        out->sum_dist += d;
+        if (d > out->max_dist) out->max_dist = d;
+    }
+}
+
 static void map_remove(iv_map *m, uint64_t h, uint32_t idx) {
     uint32_t i = h32_of(h) & m->mask;
     while (m->slots[i].idx != idx) {
@@ -97,8 +134,9 @@ static void map_remove(iv_map *m, uint64_t h, uint32_t idx) {
 
 /* ---- partitions -------------------------------------------------------------------------- */
 
-static iv_part *part_new(void) {
+static iv_part *part_new(const iv_hash_key *hkey) {
     iv_part *p = hm_xcalloc(1, sizeof(*p));
+    p->hkey = *hkey;
     p->key_free = IV_NONE;
     p->sym_free = IV_NONE;
     return p;
@@ -106,6 +144,7 @@ static iv_part *part_new(void) {
 
 static void part_free(iv_part *p) {
     if (!p) return;
+    free(p->exchs);
     free(p->keys);
     free(p->syms);
     map_free(&p->key_map);
@@ -137,7 +176,7 @@ iv_part *iv_state_part(iv_state *s, int32_t partition, bool create) {
         memset(s->parts + s->n_parts, 0, (n - s->n_parts) * sizeof(*s->parts));
         s->n_parts = n;
     }
-    s->parts[i] = part_new();
+    s->parts[i] = part_new(&s->hkey);
     return s->parts[i];
 }
 
@@ -145,6 +184,11 @@ void iv_state_drop_part(iv_state *s, int32_t partition) {
     if (partition < 0 || (size_t)partition >= s->n_parts) return;
     part_free(s->parts[partition]);
     s->parts[partition] = NULL;
+}
+
+void iv_part_probe_stats(const iv_part *p, iv_probe_stats *keys, iv_probe_stats *syms) {
+    map_probe_stats(&p->key_map, keys);
+    map_probe_stats(&p->sym_map, syms);
 }
 
 /* ---- lookups ----------------------------------------------------------------------------- */
@@ -178,6 +222,120 @@ uint32_t iv_part_find_sym(const iv_part *p, uint64_t h, const char *sym, size_t 
         if (y->hash == h && y->name_len == sym_len && memcmp(y->name, sym, sym_len) == 0)
             return s.idx;
     }
+}
+
+/* ---- recency ----------------------------------------------------------------------------- */
+
+static uint32_t exch_find(const iv_part *p, const char *exch, size_t len) {
+    for (uint32_t i = 0; i < p->n_exchs; i++)
+        if (p->exchs[i].len == len && memcmp(p->exchs[i].name, exch, len) == 0) return i;
+    return IV_NONE;
+}
+
+static uint32_t exch_find_or_add(iv_part *p, const char *exch, size_t len) {
+    uint32_t xk = exch_find(p, exch, len);
+    if (xk != IV_NONE) return xk;
+    if (p->n_exchs == p->exchs_cap) {
+        p->exchs_cap = p->exchs_cap ? p->exchs_cap * 2 : 8;
+        p->exchs = hm_xrealloc(p->exchs, (size_t)p->exchs_cap * sizeof(*p->exchs));
+    }
+    iv_exch_keys *x = &p->exchs[p->n_exchs];
+    memset(x, 0, sizeof(*x));
+    memcpy(x->name, exch, len);
+    x->len = (uint8_t)len;
+    x->oldest = x->newest = IV_NONE;
+    return p->n_exchs++;
+}
+
+static inline void recency_unlink(iv_part *p, uint32_t ki) {
+    iv_key *k = &p->keys[ki];
+    iv_exch_keys *x = &p->exchs[k->xk];
+    if (k->older != IV_NONE)
+        p->keys[k->older].newer = k->newer;
+    else
+        x->oldest = k->newer;
+    if (k->newer != IV_NONE)
+        p->keys[k->newer].older = k->older;
+    else
+        x->newest = k->older;
+    k->older = k->newer = IV_NONE;
+}
+
+static inline void recency_push_newest(iv_part *p, uint32_t ki) {
+    iv_key *k = &p->keys[ki];
+    iv_exch_keys *x = &p->exchs[k->xk];
+    k->older = x->newest;
+    k->newer = IV_NONE;
+    if (x->newest != IV_NONE)
+        p->keys[x->newest].newer = ki;
+    else
+        x->oldest = ki;
+    x->newest = ki;
+}
+
+void iv_part_touch_key(iv_part *p, uint32_t ki) {
+    iv_key *k = &p->keys[ki];
+    k->seen = ++p->seen_clock;
+    if (p->exchs[k->xk].newest != ki) {
+        recency_unlink(p, ki);
+        recency_push_newest(p, ki);
+    }
+}
+
+static int cmp_names(const char *a, size_t an, const char *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+static int cmp_recency(const void *a, const void *b, void *ud) {
+    const iv_part *p = ud;
+    const iv_key *x = &p->keys[*(const uint32_t *)a], *y = &p->keys[*(const uint32_t *)b];
+    if (x->seen != y->seen) return x->seen < y->seen ? -1 : 1;
+    /* Equal only for records of a changelog written before keys had a recency (all 0):
+     * by symbol, so that every engine restored from it agrees. */
+    const iv_sym *sx = &p->syms[x->sym], *sy = &p->syms[y->sym];
+    return cmp_names(sx->name, sx->name_len, sy->name, sy->name_len);
+}
+
+/* After a restore: every exchange's list in the order of seen. O(keys log keys), once. */
+static void recency_sort(iv_part *p) {
+    uint32_t *v = hm_xmalloc((size_t)(p->n_keys ? p->n_keys : 1) * sizeof(*v));
+    for (uint32_t xi = 0; xi < p->n_exchs; xi++) {
+        iv_exch_keys *x = &p->exchs[xi];
+        uint32_t n = 0;
+        for (uint32_t j = x->oldest; j != IV_NONE; j = p->keys[j].newer)
+            v[n++] = j;
+        assert(n == x->n_keys);
+        if (n > 1) qsort_r(v, n, sizeof(*v), cmp_recency, p);
+        x->oldest = x->newest = IV_NONE;
+        for (uint32_t i = 0; i < n; i++)
+            recency_push_newest(p, v[i]);
+    }
+    free(v);
+    p->recency_unsorted = false;
+}
+
+uint32_t iv_part_eviction_victim(iv_part *p, const char *exch, size_t exch_len) {
+    if (p->n_keys == 0) return IV_NONE;
+    if (p->recency_unsorted) recency_sort(p);
+    uint32_t most = 0;
+    for (uint32_t i = 0; i < p->n_exchs; i++)
+        if (p->exchs[i].n_keys > most) most = p->exchs[i].n_keys;
+    uint32_t own = exch_find(p, exch, exch_len);
+    if (own != IV_NONE && p->exchs[own].n_keys == most) return p->exchs[own].oldest;
+    const iv_exch_keys *best = NULL;
+    for (uint32_t i = 0; i < p->n_exchs; i++) {
+        const iv_exch_keys *x = &p->exchs[i];
+        if (x->n_keys != most) continue;
+        if (best) {
+            uint64_t a = p->keys[x->oldest].seen, b = p->keys[best->oldest].seen;
+            if (a > b || (a == b && cmp_names(x->name, x->len, best->name, best->len) > 0))
+                continue;
+        }
+        best = x;
+    }
+    assert(best && "keys in the partition, so an exchange holds the most");
+    return best ? best->oldest : IV_NONE;
 }
 
 /* ---- creation and removal ---------------------------------------------------------------- */
@@ -240,10 +398,16 @@ uint32_t iv_part_add_key(iv_part *p, uint64_t h, uint32_t si, const char *exch, 
     k->next = y->first_key;
     y->first_key = ki;
     y->n_keys++;
+    k->xk = exch_find_or_add(p, exch, exch_len);
+    k->seen = p->seen_clock;
+    recency_push_newest(p, ki);
+    p->exchs[k->xk].n_keys++;
     map_insert(&p->key_map, h, ki);
     p->n_keys++;
     return ki;
 }
+
+/* ---- tombstones -------------------------------------------------------------------------- */
 
 static void push_tombstone(iv_part *p, const hm_buf *key) {
     uint32_t n = (uint32_t)key->len;
@@ -269,6 +433,8 @@ void iv_part_drop_key(iv_part *p, uint32_t ki, bool tombstone) {
     }
     *link = k->next;
     y->n_keys--;
+    recency_unlink(p, ki);
+    p->exchs[k->xk].n_keys--;
     map_remove(&p->key_map, k->hash, ki);
     p->n_keys--;
     k->in_use = false;
@@ -433,6 +599,7 @@ void iv_key_serialise(const iv_key *k, hm_buf *b) {
     put_dbl(b, "vol_mean", k->vol.mean);
     put_dbl(b, "vol_var", k->vol.var);
     put_dbl(b, "vol_w", k->vol.w);
+    put_i64(b, "seen", (int64_t)k->seen);
     hm_buf_putc(b, '}');
 }
 
@@ -544,6 +711,8 @@ static void restore_key_fields(changelog_reader *r, iv_key *k) {
     k->vol.mean = field_dbl(r, "vol_mean");
     k->vol.var = field_dbl(r, "vol_var");
     k->vol.w = field_dbl(r, "vol_w");
+    /* Absent from records written before keys had a recency: the least recently seen. */
+    k->seen = json_object_get(r->obj, "seen") ? (uint64_t)field_i64(r, "seen", 0, INT64_MAX) : 0;
 }
 
 static void restore_sym_fields(changelog_reader *r, iv_sym *s) {
@@ -556,7 +725,7 @@ static void restore_sym_fields(changelog_reader *r, iv_sym *s) {
 }
 
 static uint32_t find_or_add_sym(iv_part *p, const char *sym, size_t n) {
-    uint64_t h = iv_sym_hash(sym, n);
+    uint64_t h = iv_sym_hash(p, sym, n);
     uint32_t si = iv_part_find_sym(p, h, sym, n);
     return si != IV_NONE ? si : iv_part_add_sym(p, h, sym, n);
 }
@@ -575,12 +744,12 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
     bool is_sym = exch_len == 0;
 
     if (!val) { /* tombstone */
-        uint32_t si = iv_part_find_sym(p, iv_sym_hash(sym, sym_len), sym, sym_len);
+        uint32_t si = iv_part_find_sym(p, iv_sym_hash(p, sym, sym_len), sym, sym_len);
         if (si == IV_NONE) return 0;
         if (is_sym) {
             iv_part_drop_sym(p, si, false);
         } else {
-            uint32_t ki = iv_part_find_key(p, iv_key_hash(key, exch_len, sym, sym_len), key,
+            uint32_t ki = iv_part_find_key(p, iv_key_hash(p, key, exch_len, sym, sym_len), key,
                                            exch_len, sym, sym_len);
             if (ki != IV_NONE) iv_part_drop_key(p, ki, false);
         }
@@ -622,13 +791,17 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
         restore_key_fields(&r, &tmp);
         if (r.rc == 0) {
             uint32_t si = find_or_add_sym(p, sym, sym_len);
-            uint64_t h = iv_key_hash(key, exch_len, sym, sym_len);
+            uint64_t h = iv_key_hash(p, key, exch_len, sym, sym_len);
             uint32_t ki = iv_part_find_key(p, h, key, exch_len, sym, sym_len);
             if (ki == IV_NONE) ki = iv_part_add_key(p, h, si, key, exch_len);
             iv_key *k = &p->keys[ki];
             size_t from = offsetof(iv_key, has_ts);
             memcpy((char *)k + from, (char *)&tmp + from, sizeof(*k) - from);
             k->silent = tmp.silent;
+            /* Linked where it was added, in log order: sorted by seen when it matters. */
+            k->seen = tmp.seen;
+            if (tmp.seen > p->seen_clock) p->seen_clock = tmp.seen;
+            p->recency_unsorted = true;
         }
     }
     json_decref(obj);

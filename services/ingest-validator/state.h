@@ -1,7 +1,8 @@
 /*
  * state.h: the ingest-validator's per-partition check state: one record per
  * (exchange, symbol) key and one per symbol, found through open-addressing
- * hash maps, with dirty tracking and the changelog (de)serialisation.
+ * hash maps, with dirty tracking, each exchange's keys in order of recency (which
+ * key to evict when a partition is full), and the changelog (de)serialisation.
  *
  * Sits under engine.c, which decides what the fields mean; this module only
  * stores, finds, drops, serialises and restores them. It never judges a
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #include "checks.h"
+#include "hash.h"
 #include "himari/buf.h"
 #include "himari/common.h"
 
@@ -33,6 +35,10 @@ typedef struct iv_key {
     bool silent; /* a feed_silence event was emitted; feed_resumed pending */
     uint8_t exch_len;
     char exch[IV_EXCH_MAX];
+    /* recency, among the keys of its exchange in the partition (iv_part.exchs[xk]) */
+    uint32_t xk;
+    uint32_t older, newer; /* neighbours in that recency list; IV_NONE at the ends */
+    uint64_t seen;         /* iv_part.seen_clock when a trade last reached the key */
 
     /* sequence: timestamps */
     bool has_ts;         /* last_ts comes from an accepted tick */
@@ -91,14 +97,30 @@ typedef struct iv_map {
     uint32_t n;
 } iv_map;
 
+/** The keys of one exchange in one partition, least recently seen first. */
+typedef struct iv_exch_keys {
+    char name[IV_EXCH_MAX];
+    uint8_t len;
+    uint32_t n_keys;
+    uint32_t oldest, newest; /* IV_NONE: no keys */
+} iv_exch_keys;
+
 /** A partition's state. */
 typedef struct iv_part {
+    iv_hash_key hkey; /* the maps' hash key (its iv_state's) */
     iv_key *keys;
     uint32_t keys_len, keys_cap, key_free; /* slab: used prefix, capacity, free list */
     iv_sym *syms;
     uint32_t syms_len, syms_cap, sym_free;
     iv_map key_map, sym_map;
     uint32_t n_keys, n_syms; /* live ones */
+
+    /* Each exchange that has had a key here, in order of its first key (entries stay
+     * when their keys go: a handful, the configured exchanges). */
+    iv_exch_keys *exchs;
+    uint32_t n_exchs, exchs_cap;
+    uint64_t seen_clock;   /* the last iv_key.seen handed out (a count of trades, not time) */
+    bool recency_unsorted; /* keys were restored in log order: sort before choosing a victim */
 
     uint32_t *dirty_keys; /* indices, each pushed once per dirty period */
     uint32_t n_dirty_keys, dirty_keys_cap;
@@ -112,6 +134,7 @@ typedef struct iv_part {
 typedef struct iv_state {
     iv_part **parts; /* by partition id; NULL: none */
     size_t n_parts;
+    iv_hash_key hkey; /* copied into each partition it creates; set before the first */
 } iv_state;
 
 void iv_state_free(iv_state *s);
@@ -120,17 +143,48 @@ iv_part *iv_state_part(iv_state *s, int32_t partition, bool create);
 /** @brief Forget a partition entirely (no tombstones). */
 void iv_state_drop_part(iv_state *s, int32_t partition);
 
-/** @brief The hash of a key: lower-cased exchange and symbol. */
-uint64_t iv_key_hash(const char *exch, size_t exch_len, const char *sym, size_t sym_len);
-uint64_t iv_sym_hash(const char *sym, size_t sym_len);
+/**
+ * @brief The map hash of a key (lower-cased exchange and symbol) or a symbol: keyed
+ * with p->hkey, so it differs from process to process and is never persisted.
+ */
+uint64_t iv_key_hash(const iv_part *p, const char *exch, size_t exch_len, const char *sym,
+                     size_t sym_len);
+uint64_t iv_sym_hash(const iv_part *p, const char *sym, size_t sym_len);
+
+/** How far entries of a map sit from their home slot (a lookup of one probes dist + 1 slots). */
+typedef struct iv_probe_stats {
+    uint32_t n;        /* entries */
+    uint64_t sum_dist; /* sum over entries of the distance from the home slot */
+    uint32_t max_dist;
+} iv_probe_stats;
+
+/** @brief Probe distances of the partition's key map and symbol map. */
+void iv_part_probe_stats(const iv_part *p, iv_probe_stats *keys, iv_probe_stats *syms);
 
 uint32_t iv_part_find_key(const iv_part *p, uint64_t h, const char *exch, size_t exch_len,
                           const char *sym, size_t sym_len);
 uint32_t iv_part_find_sym(const iv_part *p, uint64_t h, const char *sym, size_t sym_len);
 /** @brief A new symbol (must not exist): no watermark, no keys. */
 uint32_t iv_part_add_sym(iv_part *p, uint64_t h, const char *sym, size_t sym_len);
-/** @brief A new key of symbol si (must not exist), with empty state. */
+/**
+ * @brief A new key of symbol si (must not exist), with empty state, the most recently
+ * seen of its exchange (its seen is the current clock: iv_part_touch_key() moves it on).
+ */
 uint32_t iv_part_add_key(iv_part *p, uint64_t h, uint32_t si, const char *exch, size_t exch_len);
+
+/** @brief A trade reached the key: it becomes the most recently seen of its exchange. */
+void iv_part_touch_key(iv_part *p, uint32_t ki);
+
+/**
+ * @brief The key to evict for a new key of exchange exch when the partition is full: the
+ * least recently seen key of the exchange holding the most keys. When several hold that
+ * many, the new key's own exchange if it is one of them, else the one whose least
+ * recently seen key is the oldest (then the exchange name, so that an engine restored
+ * from the changelog, whose tables are in another order, chooses the same). So an
+ * exchange loses keys to another's new ones only while it holds at least as many as any
+ * other: one that holds fewer than max_keys / (exchanges) never does. IV_NONE: no keys.
+ */
+uint32_t iv_part_eviction_victim(iv_part *p, const char *exch, size_t exch_len);
 /** @brief Reset a key's check state to new (identity and links kept). */
 void iv_key_reset(iv_key *k);
 

@@ -3,7 +3,8 @@
  * test_engine_state.c: unit tests of the ingest-validator's state handling
  * (services/ingest-validator: state.c and the state half of engine.c): the changelog
  * round trip (an engine restored from what another flushed judges the rest of a stream
- * byte for byte as the original), tombstones, partitions, the max_keys bound, the TTL
+ * byte for byte as the original), tombstones, partitions, the max_keys bound (eviction by
+ * exchange and recency, NO_STATE, tombstones, the same evictions after a restore), the TTL
  * sweep, and restore errors. Pure: no Kafka, no clock.
  */
 #include <stdarg.h>
@@ -291,15 +292,16 @@ static void round_trip(bool event_clock, size_t flush_every) {
 
 /* Process s[0, split) with one engine, restore its changelog into another, then
  * insist that both judge s[split, n) identically, events included. */
-static void same_after_restore(const rec *s, size_t n, size_t split, bool event_clock) {
-    iv_engine *a = iv_engine_new(&g_cfg.checks, event_clock);
+static void same_after_restore_ck(const iv_checks *ck, const rec *s, size_t n, size_t split,
+                                  bool event_clock) {
+    iv_engine *a = iv_engine_new(ck, event_clock);
     hm_buf out_a = HM_BUF_INIT, out_b = HM_BUF_INIT, ev_a = HM_BUF_INIT, ev_b = HM_BUF_INIT;
     iv_engine_set_event_sink(a, on_event, &ev_a);
     clog log = {0};
     for (size_t i = 0; i < split; i++)
         run(a, &s[i], &out_a);
     iv_engine_flush_dirty(a, clog_add, &log);
-    iv_engine *b = iv_engine_new(&g_cfg.checks, event_clock);
+    iv_engine *b = iv_engine_new(ck, event_clock);
     iv_engine_set_event_sink(b, on_event, &ev_b);
     restore_all(b, &log);
     hm_buf_reset(&out_a);
@@ -317,6 +319,10 @@ static void same_after_restore(const rec *s, size_t n, size_t split, bool event_
     hm_buf_free(&ev_b);
     iv_engine_free(a);
     iv_engine_free(b);
+}
+
+static void same_after_restore(const rec *s, size_t n, size_t split, bool event_clock) {
+    same_after_restore_ck(&g_cfg.checks, s, n, split, event_clock);
 }
 
 static rec mk(const char *ex, int64_t ts, long long id) {
@@ -424,13 +430,16 @@ static void test_flush_emits_each_dirty_key_once_then_nothing(void **state) {
     iv_engine_free(e);
 }
 
-static void tick_at(iv_engine *e, int32_t partition, const char *ex, const char *sym, int64_t ts,
-                    long long id, int64_t ingest_ms, hm_buf *out, const char *want_issues) {
+/* Judge one record (a trade unless type says otherwise) and insist on its issues, in
+ * code-table order; returns how many keys were evicted for it. */
+static uint32_t judge(iv_engine *e, int32_t partition, const char *type, const char *ex,
+                      const char *sym, int64_t ts, long long id, double price, int64_t ingest_ms,
+                      hm_buf *out, const char *want_issues) {
     char in[256];
     snprintf(in, sizeof(in),
-             "{\"timestamp\":%lld,\"symbol\":\"%s\",\"exchange\":\"%s\",\"price\":100,"
-             "\"volume\":1,\"trade_id\":%lld}",
-             (long long)ts, sym, ex, id);
+             "{\"type\":\"%s\",\"timestamp\":%lld,\"symbol\":\"%s\",\"exchange\":\"%s\","
+             "\"price\":%.10g,\"volume\":1,\"trade_id\":%lld,\"side\":\"buy\"}",
+             type, (long long)ts, sym, ex, price, id);
     hm_buf_reset(out);
     iv_input inp = {in, strlen(in), ingest_ms, partition};
     iv_output res;
@@ -445,6 +454,13 @@ static void tick_at(iv_engine *e, int32_t partition, const char *ex, const char 
         print_error("%s: issues [%s], want [%s]\n", in, got, want_issues);
         fail();
     }
+    assert_int_equal(res.evictions != 0, res.evicted_key[0] != '\0');
+    return res.evictions;
+}
+
+static void tick_at(iv_engine *e, int32_t partition, const char *ex, const char *sym, int64_t ts,
+                    long long id, int64_t ingest_ms, hm_buf *out, const char *want_issues) {
+    judge(e, partition, "trade", ex, sym, ts, id, 100, ingest_ms, out, want_issues);
 }
 
 /* A clean trade at price 100, volume 1, judged at ingest time = its timestamp. */
@@ -577,7 +593,37 @@ static void test_partitions_keep_separate_state_for_one_symbol(void **state) {
     iv_engine_free(e);
 }
 
-static void test_max_keys_bounds_state_and_judges_the_rest_without(void **state) {
+/* ---- the max_keys bound: eviction ------------------------------------------------------ */
+
+static uint64_t evictions_of(const iv_engine *e, const char *exchange) {
+    const iv_stats *st = iv_engine_stats(e);
+    for (uint32_t i = 0; i < st->n_evictions_by; i++)
+        if (strcmp(st->evictions_by[i].exchange, exchange) == 0) return st->evictions_by[i].n;
+    return 0;
+}
+
+/* n junk symbols J<from>..J<from+n-1>/USDT on exchange ex, one clean trade each. */
+static void junk(iv_engine *e, int32_t partition, const char *ex, int from, int n, int64_t ts,
+                 hm_buf *out) {
+    for (int i = from; i < from + n; i++) {
+        char sym[32];
+        snprintf(sym, sizeof(sym), "J%d/USDT", i);
+        iv_input inp;
+        char in[256];
+        snprintf(in, sizeof(in),
+                 "{\"timestamp\":%lld,\"symbol\":\"%s\",\"exchange\":\"%s\",\"price\":1,"
+                 "\"volume\":1,\"trade_id\":1}",
+                 (long long)ts, sym, ex);
+        inp = (iv_input){in, strlen(in), ts, partition};
+        iv_output res;
+        hm_buf_reset(out);
+        res.json = out;
+        iv_engine_process(e, &inp, PA_MS, &res);
+    }
+}
+
+static void
+test_max_keys_is_kept_by_evicting_and_the_tick_that_needed_room_says_no_state(void **state) {
     (void)state;
     iv_checks ck = g_cfg.checks;
     ck.max_keys = 2;
@@ -585,19 +631,229 @@ static void test_max_keys_bounds_state_and_judges_the_rest_without(void **state)
     hm_buf out = HM_BUF_INIT;
     tick(e, 0, "binance", "BTC/USDT", T0 + 100, 10, &out, "");
     tick(e, 0, "kraken", "BTC/USDT", T0 + 100, 10, &out, "");
-    tick(e, 0, "bybit", "BTC/USDT", T0 + 100, 10, &out, "");
+    /* full: binance and kraken hold one key each, binance's was seen longer ago */
+    assert_int_equal(
+        judge(e, 0, "trade", "bybit", "BTC/USDT", T0 + 100, 10, 100, T0 + 100, &out, "NO_STATE"),
+        1);
     assert_int_equal(iv_engine_state_keys(e), 2);
-    /* bybit has no state: a tick going back, or repeating its id, is not seen as such */
-    tick(e, 0, "bybit", "BTC/USDT", T0 + 50, 10, &out, "");
+    assert_int_equal(evictions_of(e, "binance"), 1);
+    /* bybit has state: a tick going back and repeating its id is seen as such */
+    tick(e, 0, "bybit", "BTC/USDT", T0 + 50, 10, &out, "OUT_OF_ORDER,DUPLICATE_TRADE_ID");
+    /* kraken kept its state */
+    tick(e, 0, "kraken", "BTC/USDT", T0 + 50, 11, &out, "OUT_OF_ORDER");
+    /* binance's was dropped: its next tick starts over (bybit's key, seen before kraken's
+     * last tick, makes room) */
+    tick(e, 0, "binance", "BTC/USDT", T0 + 50, 10, &out, "NO_STATE");
+    assert_int_equal(evictions_of(e, "bybit"), 1);
+    /* a liquidation without a key while the partition is full says so too, and evicts
+     * nothing (liquidations never create state) */
+    assert_int_equal(judge(e, 0, "liquidation", "coinbase", "BTC/USDT", T0 + 60, 1, 100, T0 + 60,
+                           &out, "NO_STATE"),
+                     0);
     /* field checks and ingest-time freshness still apply */
-    tick_at(e, 0, "bybit", "BTC/USDT", T0 + 50, 10, T0 + 40000, &out, "STALE_DATA");
+    tick_at(e, 0, "deribit", "BTC/USDT", T0 + 50, 10, T0 + 40000, &out, "STALE_DATA,NO_STATE");
+    assert_int_equal(iv_engine_state_keys(e), 2);
     /* a partition has its own bound */
     tick(e, 1, "bybit", "BTC/USDT", T0, 10, &out, "");
     assert_int_equal(iv_engine_state_keys(e), 3);
-    /* and the known keys keep their state */
-    tick(e, 0, "binance", "BTC/USDT", T0 + 50, 11, &out, "OUT_OF_ORDER");
+    const iv_stats *st = iv_engine_stats(e);
+    assert_int_equal(st->evictions, 3);
+    assert_int_equal(st->issues[HM_Q_NO_STATE], 4);
+    /* informational: the score stays 1 */
+    assert_int_equal(st->flagged, 3); /* the two out-of-order ticks and the stale one */
     hm_buf_free(&out);
     iv_engine_free(e);
+}
+
+static void
+test_junk_filling_the_partition_does_not_silence_the_checks_of_a_later_key(void **state) {
+    (void)state;
+    iv_checks ck = g_cfg.checks;
+    ck.max_keys = 64;
+    iv_engine *e = iv_engine_new(&ck, false);
+    hm_buf out = HM_BUF_INIT;
+    junk(e, 0, "bybit", 0, 64, T0, &out);
+    assert_int_equal(iv_engine_state_keys(e), 64);
+    /* BTC/USDT starts trading on binance after the junk filled the partition */
+    judge(e, 0, "trade", "binance", "BTC/USDT", T0 + 1000, 100, 37000, T0 + 1000, &out, "NO_STATE");
+    judge(e, 0, "trade", "binance", "BTC/USDT", T0 + 1001, 101, 37001, T0 + 1001, &out, "");
+    judge(e, 0, "trade", "binance", "BTC/USDT", T0 + 1002, 100, 37001, T0 + 1002, &out,
+          "DUPLICATE_TRADE_ID");
+    judge(e, 0, "trade", "binance", "BTC/USDT", T0 + 900, 102, 37000 * 2.4, T0 + 900, &out,
+          "OUT_OF_ORDER,EXTREME_PRICE_MOVE,PRICE_ANOMALY");
+    /* more junk on bybit evicts bybit's own keys: BTC/USDT keeps its state though idle */
+    junk(e, 0, "bybit", 64, 200, T0 + 1003, &out);
+    judge(e, 0, "trade", "binance", "BTC/USDT", T0 + 1004, 101, 37001, T0 + 1004, &out,
+          "DUPLICATE_TRADE_ID");
+    assert_int_equal(iv_engine_state_keys(e), 64);
+    assert_int_equal(evictions_of(e, "bybit"), 201);
+    assert_int_equal(evictions_of(e, "binance"), 0);
+    hm_buf_free(&out);
+    iv_engine_free(e);
+}
+
+static void test_one_exchanges_junk_evicts_its_own_keys_not_another_exchanges(void **state) {
+    (void)state;
+    iv_checks ck = g_cfg.checks;
+    ck.max_keys = 10;
+    iv_engine *e = iv_engine_new(&ck, false);
+    hm_buf out = HM_BUF_INIT;
+    static const char *ksyms[] = {"BTC/USDT", "ETH/USDT", "SOL/USDT"};
+    for (int i = 0; i < 3; i++)
+        tick(e, 0, "kraken", ksyms[i], T0, 1, &out, "");
+    junk(e, 0, "binance", 0, 500, T0 + 1, &out);
+    /* binance filled the rest and then made room from its own keys only */
+    assert_int_equal(iv_engine_state_keys(e), 10);
+    assert_int_equal(evictions_of(e, "binance"), 493);
+    assert_int_equal(evictions_of(e, "kraken"), 0);
+    for (int i = 0; i < 3; i++)
+        tick(e, 0, "kraken", ksyms[i], T0 + 2, 1, &out, "DUPLICATE_TRADE_ID");
+    /* symbols go with their last key: memory stays bounded by max_keys */
+    assert_int_equal(iv_engine_state_symbols(e), 10);
+    /* a new kraken key is made room for by binance, which holds the most keys */
+    tick(e, 0, "kraken", "ADA/USDT", T0 + 3, 1, &out, "NO_STATE");
+    assert_int_equal(evictions_of(e, "binance"), 494);
+    for (int i = 0; i < 3; i++)
+        tick(e, 0, "kraken", ksyms[i], T0 + 4, 1, &out, "DUPLICATE_TRADE_ID");
+    /* once the two hold as many, each new key takes its own exchange's least recently seen */
+    tick(e, 0, "kraken", "XRP/USDT", T0 + 5, 1, &out, "NO_STATE");
+    assert_int_equal(evictions_of(e, "binance"), 495); /* 5 and 5 now */
+    tick(e, 0, "kraken", "DOT/USDT", T0 + 6, 1, &out, "NO_STATE");
+    /* ADA/USDT: BTC, ETH and SOL were seen after it */
+    assert_int_equal(evictions_of(e, "kraken"), 1);
+    assert_int_equal(evictions_of(e, "binance"), 495);
+    for (int i = 0; i < 3; i++)
+        tick(e, 0, "kraken", ksyms[i], T0 + 8, 1, &out, "DUPLICATE_TRADE_ID");
+    hm_buf_free(&out);
+    iv_engine_free(e);
+}
+
+static void
+test_an_idle_key_is_evicted_only_after_as_many_newer_keys_of_its_exchange(void **state) {
+    (void)state;
+    iv_checks ck = g_cfg.checks;
+    ck.max_keys = 8;
+    iv_engine *e = iv_engine_new(&ck, false);
+    hm_buf out = HM_BUF_INIT;
+    tick(e, 0, "binance", "BTC/USDT", T0, 1, &out, "");
+    junk(e, 0, "binance", 0, 7, T0 + 1, &out); /* full */
+    tick(e, 0, "binance", "BTC/USDT", T0 + 2, 2, &out, "");
+    junk(e, 0, "binance", 7, 7, T0 + 3, &out); /* evicts J0..J6, not BTC/USDT */
+    tick(e, 0, "binance", "BTC/USDT", T0 + 4, 2, &out, "DUPLICATE_TRADE_ID");
+    junk(e, 0, "binance", 14, 8, T0 + 5, &out); /* eight newer keys: BTC/USDT goes too */
+    tick(e, 0, "binance", "BTC/USDT", T0 + 6, 2, &out, "NO_STATE");
+    assert_int_equal(evictions_of(e, "binance"), 7 + 8 + 1);
+    hm_buf_free(&out);
+    iv_engine_free(e);
+}
+
+static void test_evicted_keys_are_tombstoned_and_a_restore_does_not_bring_them_back(void **state) {
+    (void)state;
+    iv_checks ck = g_cfg.checks;
+    ck.max_keys = 4;
+    iv_engine *a = iv_engine_new(&ck, false);
+    hm_buf out = HM_BUF_INIT;
+    clog log = {0};
+    static const char *syms[] = {"A1/USDT", "A2/USDT", "A3/USDT", "A4/USDT", "A5/USDT", "A6/USDT"};
+    for (int i = 0; i < 4; i++)
+        tick(a, 0, "binance", syms[i], T0 + i, 7, &out, "");
+    iv_engine_flush_dirty(a, clog_add, &log);
+    size_t first = log.n;
+    tick(a, 0, "binance", syms[4], T0 + 10, 7, &out, "NO_STATE"); /* evicts A1 */
+    tick(a, 0, "binance", syms[5], T0 + 11, 7, &out, "NO_STATE"); /* evicts A2 */
+    iv_engine_flush_dirty(a, clog_add, &log);
+    /* tombstones for the evicted keys and their symbols, before the new keys' state */
+    clog tail = {log.r + first, log.n - first, 0};
+    assert_int_equal(clog_count(&tail, "binance|A1/USDT", true), 1);
+    assert_int_equal(clog_count(&tail, "|A1/USDT", true), 1);
+    assert_int_equal(clog_count(&tail, "binance|A2/USDT", true), 1);
+    assert_int_equal(clog_count(&tail, "|A2/USDT", true), 1);
+    assert_int_equal(clog_count(&tail, "binance|A5/USDT", false), 1);
+    assert_int_equal(clog_count(&tail, "binance|A3/USDT", true), 0);
+    /* a restore of the whole log has the four keys a has, not the evicted ones */
+    iv_engine *b = iv_engine_new(&ck, false);
+    restore_all(b, &log);
+    assert_int_equal(iv_engine_state_keys(b), 4);
+    assert_int_equal(iv_engine_state_symbols(b), 4);
+    /* A1's old trade id is nothing to either; both evict A3 (the least recently seen) */
+    tick(a, 0, "binance", syms[0], T0 + 12, 7, &out, "NO_STATE");
+    tick(b, 0, "binance", syms[0], T0 + 12, 7, &out, "NO_STATE");
+    tick(a, 0, "binance", syms[3], T0 + 13, 7, &out, "DUPLICATE_TRADE_ID");
+    tick(b, 0, "binance", syms[3], T0 + 13, 7, &out, "DUPLICATE_TRADE_ID");
+    tick(a, 0, "binance", syms[2], T0 + 14, 7, &out, "NO_STATE");
+    tick(b, 0, "binance", syms[2], T0 + 14, 7, &out, "NO_STATE");
+    clog_free(&log);
+    hm_buf_free(&out);
+    iv_engine_free(a);
+    iv_engine_free(b);
+}
+
+static void test_a_key_restored_without_a_recency_counts_as_least_recently_seen(void **state) {
+    (void)state;
+    /* changelogs written before keys had a recency ("seen") restore, their keys oldest */
+    iv_checks ck = g_cfg.checks;
+    ck.max_keys = 2;
+    iv_engine *a = iv_engine_new(&ck, false);
+    hm_buf out = HM_BUF_INIT;
+    tick(a, 0, "binance", "A1/USDT", T0, 1, &out, "");
+    tick(a, 0, "binance", "A2/USDT", T0 + 1, 1, &out, "");
+    tick(a, 0, "binance", "A1/USDT", T0 + 2, 2, &out, ""); /* A1 the most recently seen */
+    clog log = {0};
+    iv_engine_flush_dirty(a, clog_add, &log);
+    for (size_t i = 0; i < log.n; i++) {
+        if (strcmp(log.r[i].key, "binance|A1/USDT") != 0) continue;
+        char *seen = strstr(log.r[i].val, ",\"seen\":");
+        assert_non_null(seen);
+        char *end = strchr(seen + 1, '}');
+        memmove(seen, end, strlen(end) + 1); /* as an older build wrote it */
+        log.r[i].val_len = strlen(log.r[i].val);
+    }
+    iv_engine *b = iv_engine_new(&ck, false);
+    restore_all(b, &log);
+    assert_int_equal(iv_engine_state_keys(b), 2);
+    tick(a, 0, "binance", "A3/USDT", T0 + 3, 1, &out, "NO_STATE"); /* evicts A2 */
+    tick(b, 0, "binance", "A3/USDT", T0 + 3, 1, &out, "NO_STATE"); /* evicts A1 */
+    tick(a, 0, "binance", "A1/USDT", T0 + 4, 2, &out, "DUPLICATE_TRADE_ID");
+    tick(b, 0, "binance", "A2/USDT", T0 + 4, 1, &out, "DUPLICATE_TRADE_ID");
+    clog_free(&log);
+    hm_buf_free(&out);
+    iv_engine_free(a);
+    iv_engine_free(b);
+}
+
+/*
+ * Many feeds of unequal activity through a small max_keys: evictions all along. An engine
+ * restored half way (whose keys are linked in log order, sorted back by recency when it
+ * first evicts) evicts the same keys as the original and judges the rest byte for byte.
+ */
+static void test_restored_engine_evicts_the_same_keys_as_the_original(void **state) {
+    (void)state;
+    static const char *ex[] = {"binance", "kraken", "bybit"};
+    const size_t n = 6000;
+    rec *r = calloc(n, sizeof(*r));
+    long long ids[40][3] = {{0}};
+    g_rng = 0x51ED270B;
+    int64_t ts = T0;
+    for (size_t i = 0; i < n; i++) {
+        /* popular symbols low, a long tail of rare ones */
+        int s = (int)(rnd() % 40), s2 = (int)(rnd() % 40), x = (int)(rnd() % 3);
+        if (s2 < s) s = s2;
+        ts += (int64_t)(rnd() % 20);
+        long long id = ++ids[s][x];
+        if (rnd() % 50 == 0) id -= 1;                /* a duplicate */
+        int64_t t = rnd() % 60 == 0 ? ts - 500 : ts; /* out of order */
+        char buf[256];
+        snprintf(buf, sizeof(buf),
+                 "{\"timestamp\":%lld,\"symbol\":\"C%d/USDT\",\"exchange\":\"%s\",\"price\":%d,"
+                 "\"volume\":1,\"trade_id\":%lld}",
+                 (long long)t, s, ex[x], 100 + s, id);
+        r[i] = (rec){strdup(buf), ts, 0};
+    }
+    iv_checks ck = g_cfg.checks;
+    ck.max_keys = 24;
+    same_after_restore_ck(&ck, r, n, n / 2, false);
+    same_after_restore_ck(&ck, r, n, n / 3, true);
+    free_stream(r, n);
 }
 
 static void test_junk_never_creates_state(void **state) {
@@ -720,7 +976,15 @@ int main(void) {
         cmocka_unit_test(test_tombstone_before_recreation_in_one_flush),
         cmocka_unit_test(test_drop_partition_forgets_only_that_partition),
         cmocka_unit_test(test_partitions_keep_separate_state_for_one_symbol),
-        cmocka_unit_test(test_max_keys_bounds_state_and_judges_the_rest_without),
+        cmocka_unit_test(
+            test_max_keys_is_kept_by_evicting_and_the_tick_that_needed_room_says_no_state),
+        cmocka_unit_test(
+            test_junk_filling_the_partition_does_not_silence_the_checks_of_a_later_key),
+        cmocka_unit_test(test_one_exchanges_junk_evicts_its_own_keys_not_another_exchanges),
+        cmocka_unit_test(test_an_idle_key_is_evicted_only_after_as_many_newer_keys_of_its_exchange),
+        cmocka_unit_test(test_evicted_keys_are_tombstoned_and_a_restore_does_not_bring_them_back),
+        cmocka_unit_test(test_restored_engine_evicts_the_same_keys_as_the_original),
+        cmocka_unit_test(test_a_key_restored_without_a_recency_counts_as_least_recently_seen),
         cmocka_unit_test(test_junk_never_creates_state),
         cmocka_unit_test(test_restore_refuses_bad_records_and_names_them),
         cmocka_unit_test(test_restored_values_are_bit_exact),

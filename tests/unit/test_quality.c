@@ -284,12 +284,18 @@ static hm_quality decode_ok(const char *json) {
 
 static void test_code_table_names_weights_and_holds(void **state) {
     (void)state;
-    assert_int_equal(HM_QCODE_COUNT, 46);
+    assert_int_equal(HM_QCODE_COUNT, 47);
     assert_string_equal(hm_qcode_name(HM_Q_LARGE_GAP), "LARGE_GAP");
     assert_string_equal(hm_qcode_name(HM_Q_PARSE_ERROR), "PARSE_ERROR");
     assert_string_equal(hm_qcode_name(HM_Q_NOTIONAL_OUTLIER), "NOTIONAL_OUTLIER");
+    assert_string_equal(hm_qcode_name(HM_Q_NO_STATE), "NO_STATE");
     assert_int_equal(HM_Q_PARSE_ERROR, 0);
-    assert_int_equal(HM_Q_NOTIONAL_OUTLIER, HM_QCODE_COUNT - 1);
+    /* a new code goes at the end: the numbers of the others do not move */
+    assert_int_equal(HM_Q_NOTIONAL_OUTLIER, 45);
+    assert_int_equal(HM_Q_NO_STATE, HM_QCODE_COUNT - 1);
+    /* informational, and holds nothing: it is about the validator's capacity */
+    assert_true(hm_qcode_default_weight(HM_Q_NO_STATE) == 0.0);
+    assert_int_equal(hm_qcode_holds(HM_Q_NO_STATE), 0);
     assert_true(hm_qcode_default_weight(HM_Q_PARSE_ERROR) == 1.0);
     assert_true(hm_qcode_default_weight(HM_Q_UNKNOWN_EXCHANGE) == 0.15);
     assert_true(hm_qcode_default_weight(HM_Q_SPIKE_REVERTED) == 0.0);

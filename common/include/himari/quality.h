@@ -109,7 +109,9 @@ enum {
     /* volume behaviour */                                                                         \
     X(EXTREME_VOLUME_SPIKE, 0.15, HM_QHOLD_VOLUME)                                                 \
     X(VOLUME_SPIKE, 0.05, HM_QHOLD_VOLUME)                                                         \
-    X(NOTIONAL_OUTLIER, 0.10, HM_QHOLD_VOLUME)
+    X(NOTIONAL_OUTLIER, 0.10, HM_QHOLD_VOLUME)                                                     \
+    /* the validator's own capacity (a statement about the judging, not the tick) */               \
+    X(NO_STATE, 0.00, 0)
 
 typedef enum hm_qcode {
 #define HM_QCODE_ENUM_(name, weight, holds) HM_Q_##name,
