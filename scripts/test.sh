@@ -3,8 +3,9 @@
 #
 #   1. dependencies (apt packages, Kafka jars, Python clients) - installed if missing
 #   2. builds: release-with-debug (build/) and ASan+UBSan (build-asan/)
-#   3. static checks: clang-format, cppcheck, shellcheck, generated config examples, a
-#      Release build (build-release/), docker-compose config, ansible syntax
+#   3. static checks: clang-format, cppcheck, shellcheck, generated config examples, the
+#      issue-code table in docs/QUALITY_CHECKS.md, a Release build (build-release/),
+#      docker-compose config, ansible syntax
 #   4. unit tests (cmocka) in both builds
 #   5. integration tests (pytest) against real servers on loopback (test profile ports),
 #      started here and always stopped at the end
@@ -81,6 +82,7 @@ if [[ $run_unit == 1 ]]; then
 		--suppress=missingIncludeSystem common/src services tools
 	stage shellcheck bash -c 'shellcheck -x -S warning scripts/*.sh bench/*.sh .ci/run'
 	stage config-examples scripts/check-config-examples.sh
+	stage quality-codes-doc python3 bench/quality_codes.py --check docs/QUALITY_CHECKS.md
 	# A user's optimised build must build; -Werror here so that -O3-only warnings show in CI.
 	stage release-build bash -c 'cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release \
 		-DHIMARI_WERROR=ON >/dev/null && cmake --build build-release -j "$(nproc)"'
