@@ -288,7 +288,7 @@ static inline bool number_to_i64(const numscan *ns, int64_t *out) {
 
 /**
  * The state of one decode. The scanner uses base..err, key, max_depth and the two
- * non-finite flags; t, amount and amount_text belong to the tick's member loop (tick.c).
+ * non-finite flags; t belongs to the tick's member loop (tick.c).
  * A decoder with more state of its own embeds a dec as its first member and casts back
  * in its member hook (quality.c).
  */
@@ -302,9 +302,7 @@ typedef struct dec {
     bool refuse_nonfinite; /* NaN/Infinity tokens are a syntax error (strict JSON only) */
     bool nonfinite_seen;   /* a NaN/Infinity token was read (the input is not strict JSON) */
 
-    hm_tick *t;    /* the tick the member loop fills */
-    double amount; /* "amount" waits here until we know whether "volume" was given */
-    hm_span amount_text;
+    hm_tick *t; /* the tick the member loop fills */
 } dec;
 
 /* Byte classes inside a string. */

@@ -223,9 +223,9 @@ void hm_quality_write(hm_buf *b, const hm_tick *t, hm_qcodeset codes, double sco
     if (transfer) {
         HM_BUF_PUT_LIT(b, ",\"asset\":");
         put_span_or_null(b, t->st[HM_FIELD_ASSET], t->asset);
-        /* The decoder keeps the amount in volume when "volume" is absent. */
+        /* The amount itself: a transfer that gives "volume" too keeps both. */
         HM_BUF_PUT_LIT(b, ",\"amount\":");
-        put_number(b, t->st[HM_FIELD_AMOUNT], t->volume, t->volume_text);
+        put_number(b, t->st[HM_FIELD_AMOUNT], t->amount, t->amount_text);
         HM_BUF_PUT_LIT(b, ",\"from\":");
         put_span_or_null(b, t->st[HM_FIELD_FROM], t->from);
         HM_BUF_PUT_LIT(b, ",\"to\":");

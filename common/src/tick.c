@@ -484,7 +484,7 @@ static HOT_INLINE void apply_field(dec *d, int f, const val *v) {
             *st = number_field(v, &t->volume, &t->volume_text);
             break;
         case HM_FIELD_AMOUNT:
-            *st = number_field(v, &d->amount, &d->amount_text);
+            *st = number_field(v, &t->amount, &t->amount_text);
             break;
         case HM_FIELD_TRADE_ID:
             *st = trade_id_field(v, t);
@@ -586,8 +586,8 @@ static HOT_INLINE const char *decode_object(dec *d, const char *obj, dec_member_
     /* A transfer's "amount" is its quantity: it stands in for an absent "volume". */
     if (t->st[HM_FIELD_AMOUNT] != HM_F_ABSENT && t->st[HM_FIELD_VOLUME] == HM_F_ABSENT) {
         t->st[HM_FIELD_VOLUME] = t->st[HM_FIELD_AMOUNT];
-        t->volume = d->amount;
-        t->volume_text = d->amount_text;
+        t->volume = t->amount;
+        t->volume_text = t->amount_text;
     }
     return p;
 }

@@ -145,7 +145,8 @@ static void assert_field_value_equal(hm_field f, const hm_tick *a, const hm_tick
         case HM_FIELD_ASSET:
             assert_spans_equal(a->asset, b->asset);
             break;
-        case HM_FIELD_AMOUNT: /* the tick keeps the amount in volume (checked there) */
+        case HM_FIELD_AMOUNT:
+            assert_same_double(a->amount, b->amount);
             break;
         case HM_FIELD_FROM:
             assert_spans_equal(a->from, b->from);
@@ -440,6 +441,19 @@ static void test_transfer_round_trips_its_own_fields(void **state) {
     assert_int_equal(x.q.tick.st[HM_FIELD_SYMBOL], HM_F_NULL);
     assert_int_equal(x.q.tick.st[HM_FIELD_PRICE], HM_F_NULL);
     rt_free(&x);
+    /* a transfer that gives a volume too: each is written as given, not one for both */
+    rt_run(&x,
+           "{\"type\":\"transfer\",\"timestamp\":1,\"asset\":\"ETH\",\"volume\":null,"
+           "\"amount\":2.5,\"from\":\"a\",\"to\":\"b\"}",
+           HM_QBIT(HM_Q_INVALID_AMOUNT), 0.7);
+    assert_non_null(strstr(x.out.data, "\"volume\":null,"));
+    assert_non_null(strstr(x.out.data, "\"amount\":2.5,"));
+    assert_carries_tick(&x.t, &x.q);
+    assert_true(x.q.tick.amount == 2.5);
+    rt_free(&x);
+    check_round_trip("{\"type\":\"transfer\",\"timestamp\":1,\"asset\":\"ETH\",\"amount\":4,"
+                     "\"volume\":\"3.5\",\"from\":\"a\",\"to\":\"b\"}",
+                     0, 1.0);
     /* a bad address and a string amount */
     check_round_trip("{\"type\":\"transfer\",\"timestamp\":1,\"asset\":\"ETH\",\"amount\":\"5.5\","
                      "\"from\":null,\"to\":7,\"tx_hash\":\"\"}",

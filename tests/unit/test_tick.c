@@ -245,6 +245,8 @@ static void test_amount_never_overrides_a_given_volume_in_either_order(void **st
     hm_tick *t = dc_ok(&c, "{\"amount\": 5, \"volume\": 7}");
     assert_true(t->volume == 7.0);
     assert_span(t->volume_text, "7");
+    assert_true(t->amount == 5.0); /* kept as well */
+    assert_span(t->amount_text, "5");
     t = dc_ok(&c, "{\"volume\": 7, \"amount\": 5}");
     assert_true(t->volume == 7.0);
     t = dc_ok(&c, "{\"volume\": null, \"amount\": 5}");

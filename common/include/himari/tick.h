@@ -102,8 +102,10 @@ typedef struct hm_tick {
     hm_span exchange; /* as given; see hm_tick_exchange_lower() */
     double price;
     hm_span price_text; /* the number's text (digits of a string value, or the token) */
-    double volume;      /* trade/liquidation quantity; transfer: amount */
+    double volume;      /* trade/liquidation quantity; transfer: amount when no "volume" */
     hm_span volume_text;
+    double amount; /* transfer: "amount" as given (the checks judge volume) */
+    hm_span amount_text;
     hm_span trade_id;      /* text of a string id, or the digits of an integer id */
     bool trade_id_numeric; /* the id is a non-negative integer (<= 2^63-1) */
     uint64_t trade_id_num; /* its value when trade_id_numeric */
