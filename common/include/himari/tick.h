@@ -115,10 +115,15 @@ typedef struct hm_tick {
     hm_span to;      /* transfer: destination address */
     hm_span tx_hash; /* transfer */
 
-    bool strict_json; /* false when the input used NaN/Infinity tokens: the raw
-                         bytes are then not strict JSON and must be embedded as
-                         a string, not as an object */
-    hm_span raw;      /* the whole object, surrounding whitespace trimmed */
+    /* false when the raw bytes are not strict JSON, so that they must be embedded as a
+     * string, not as an object: a NaN/Infinity token, or a number token out of range,
+     * anywhere in the record (nested and unknown fields too): an integer outside int64,
+     * a value that overflows a double or a nonzero one that underflows to zero, an
+     * exponent above +308 or more than 308 digits before the point, or more than 16383
+     * digits after the point once the exponent has moved it (docs/QUALITY_CHECKS.md,
+     * "The output record"; json_scan.h's number_out_of_range()). */
+    bool strict_json;
+    hm_span raw; /* the whole object, surrounding whitespace trimmed */
 } hm_tick;
 
 /** Why a record could not be decoded at all (a PARSE_ERROR). */
