@@ -11,8 +11,9 @@
  * Everything is static inline so each decoder gets its own copy, inlined into its member
  * loop: the per-byte helpers are HOT_INLINE because an out-of-line call costs ~15% in
  * bench-tick-decode. It must never read at or past dec.end, allocate, or accept input a
- * strict JSON parser would refuse, except the NaN/Infinity tokens Python emits (which a
- * decoder may refuse too: dec.refuse_nonfinite).
+ * strict JSON parser would refuse without saying so: the NaN/Infinity tokens Python emits
+ * (which a decoder may refuse: dec.refuse_nonfinite) and number tokens that are RFC 8259
+ * grammar but out of range (number_out_of_range()) are read and set dec.not_strict.
  *
  * The tick's member loop lives in tick.c; hm_tick_decode_object() (end of this file)
  * runs it for another decoder and hands it the keys a tick does not know.
@@ -22,6 +23,7 @@
 
 #include <assert.h>
 #include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -284,11 +286,84 @@ static inline bool number_to_i64(const numscan *ns, int64_t *out) {
     return true;
 }
 
+/* ---- numbers that strict parsers refuse -------------------------------------------------- */
+
+/*
+ * A number token is out of range, and the record holding it (anywhere: a known field, an
+ * unknown one, deep inside an array) is not strict JSON, when any of these holds. Each
+ * rule is there because a common parser refuses such a token, or reads another number
+ * than the one written:
+ *   1. an integer (no fraction, no exponent) outside int64, [-2^63, 2^63-1]
+ *      (9223372036854775808, a 40-digit id): jansson refuses it ("too big integer"),
+ *      Python's json beyond 4300 digits;
+ *   2. a value that overflows a double, rounding to +-infinity (1e999, -1e400, 400 digits
+ *      with a fraction): jansson ("real number overflow"), Go and RapidJSON refuse it,
+ *      Python reads inf;
+ *   3. a nonzero value that underflows to zero (1e-999): a double reader gets 0, not the
+ *      number written; strtod reports ERANGE and PostgreSQL's float8 calls it out of
+ *      range (a subnormal such as 5e-324 is a double, and stays in range);
+ *   4. an exponent above +308, or more than 308 digits before the point, whatever the
+ *      rest (0e400, 1<400 digits>e-300): RapidJSON refuses both ("number too big");
+ *   5. more than 16383 digits after the point once the exponent has moved it (digits
+ *      after '.' minus the exponent: 0e-16384, 1.<16383 zeros>1): PostgreSQL's numeric,
+ *      and so jsonb, refuses it ("value overflows numeric format").
+ * Ordinary numbers pay two compares (number_check_range()); the exact test
+ * (number_out_of_range()) runs only for long tokens and extreme exponents.
+ */
+#define STRICT_MAX_EXP   308   /* rule 4, the exponent and the digits before the point */
+#define STRICT_MAX_SCALE 16383 /* rule 5: PostgreSQL's NUMERIC_DSCALE_MAX */
+/* The quick filter: a token shorter than SAFE_LEN bytes whose exp10 (numscan) is within
+ * +-SAFE_EXP10 breaks no rule. An integer has at most 18 digits. Any other token keeps all
+ * its digits (exp10 is exact) and has at most 16 after the point, so its written exponent
+ * is exp10 plus at most 16 (within [-270, 286]), its scale below 300, and its value zero
+ * or within [1e-270, 1e289]. */
+#define SAFE_LEN   19
+#define SAFE_EXP10 270
+
+/**
+ * @brief The exact test of the rules above for the token [s, e) (JSON number grammar) that
+ * scan_number() read into ns. @return true when it is out of range.
+ */
+static COLD bool number_out_of_range(const numscan *ns, const char *s, const char *e) {
+    if (ns->is_int) /* rule 1: more than 19 digits, or 19 beyond the limit */
+        return ns->exp10 != 0 || ns->mant > (uint64_t)INT64_MAX + ns->neg;
+    const char *p = s + (*s == '-');
+    const char *int_part = p;
+    while (p < e && is_digit((unsigned char)*p))
+        p++;
+    if (p - int_part > STRICT_MAX_EXP) return true; /* rule 4 */
+    int64_t frac_digits = 0;
+    if (p < e && *p == '.') {
+        const char *f = ++p;
+        while (p < e && is_digit((unsigned char)*p))
+            p++;
+        frac_digits = p - f;
+    }
+    int64_t ex = 0;
+    if (p < e) { /* 'e' or 'E', then an optional sign and digits */
+        p++;
+        bool eneg = *p == '-';
+        if (*p == '+' || *p == '-') p++;
+        for (; p < e; p++)
+            if (ex < EXP_SATURATE) ex = ex * 10 + (*p - '0');
+        if (eneg) ex = -ex;
+    }
+    if (ex > STRICT_MAX_EXP || frac_digits - ex > STRICT_MAX_SCALE) return true; /* rules 4, 5 */
+    double v = num_to_double(ns, s, e);
+    return isinf(v) || (v == 0.0 && ns->mant != 0); /* rules 2, 3 (mant: a nonzero digit) */
+}
+
+/* Whether the token of len bytes may be out of range (number_out_of_range() decides):
+ * two compares, one branch taken only by long tokens and extreme exponents. */
+static HOT_INLINE bool number_check_range(const numscan *ns, uint32_t len) {
+    return len >= SAFE_LEN || (uint64_t)(ns->exp10 + SAFE_EXP10) > 2 * SAFE_EXP10;
+}
+
 /* ---- the scanner ---------------------------------------------------------------------- */
 
 /**
- * The state of one decode. The scanner uses base..err, key, max_depth and the two
- * non-finite flags; t, amount and amount_text belong to the tick's member loop (tick.c).
+ * The state of one decode. The scanner uses base..err, key, max_depth, refuse_nonfinite
+ * and not_strict; t belongs to the tick's member loop (tick.c).
  * A decoder with more state of its own embeds a dec as its first member and casts back
  * in its member hook (quality.c).
  */
@@ -299,12 +374,10 @@ typedef struct dec {
     const char *key; /* the key whose value is being read (raw bytes), NULL when none */
     uint32_t key_len;
     int max_depth;         /* nesting limit; the outermost object is level 1 */
-    bool refuse_nonfinite; /* NaN/Infinity tokens are a syntax error (strict JSON only) */
-    bool nonfinite_seen;   /* a NaN/Infinity token was read (the input is not strict JSON) */
+    bool refuse_nonfinite; /* NaN/Infinity tokens are a syntax error */
+    bool not_strict;       /* a NaN/Infinity token or an out-of-range number was read */
 
-    hm_tick *t;    /* the tick the member loop fills */
-    double amount; /* "amount" waits here until we know whether "volume" was given */
-    hm_span amount_text;
+    hm_tick *t; /* the tick the member loop fills */
 } dec;
 
 /* Byte classes inside a string. */
@@ -624,6 +697,8 @@ static HOT_INLINE const char *read_value(dec *d, const char *p, val *v) {
             v->type = V_NUMBER;
             v->p = p;
             v->len = (uint32_t)(q - p);
+            if (HM_UNLIKELY(number_check_range(&v->num, v->len)))
+                d->not_strict |= number_out_of_range(&v->num, p, q);
             return q;
         }
         case 't':
@@ -653,7 +728,7 @@ static HOT_INLINE const char *read_value(dec *d, const char *p, val *v) {
 nonfinite:
     if (!q) return NULL;
     if (HM_UNLIKELY(d->refuse_nonfinite)) return fail_nonfinite(d, p);
-    d->nonfinite_seen = true;
+    d->not_strict = true;
     v->type = V_NONFINITE;
     v->p = p;
     v->len = (uint32_t)(q - p);

@@ -8,14 +8,16 @@
  * amount, from, to, tx_hash for transfers], quality_score, issues, issue_count,
  * processed_at, [error], original_data[, original_bytes]. Hot path (once per input
  * record): numbers are copied from the input's own text when it is already strict JSON
- * (exact and cheaper than formatting a double), the original object is copied verbatim,
+ * and in range (exact and cheaper than formatting a double), the original object is
+ * copied verbatim when the decoder found it strict (else embedded as a string),
  * and code names are precomputed JSON literals. Everything written is valid JSON: a value
  * the tick decoder did not accept is null.
  *
  * Decoder. The tick's fields are read by the tick decoder's own member loop
  * (hm_tick_decode_object in tick.c, same states and semantics); the members it does not
  * know come to quality_member() here. The scanner is json_scan.h's, with NaN/Infinity
- * refused (the writer never emits them) and one more level of nesting allowed, because
+ * refused (the writer never emits them; a number out of range, which it never emits
+ * either, is read and clears tick.strict_json) and one more level of nesting allowed, because
  * original_data holds a whole raw record one level down. Unknown members and unknown
  * issue names are skipped and counted, never errors: a newer validator may add them.
  *
@@ -24,6 +26,7 @@
 #include "himari/quality.h"
 
 #include <assert.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,21 +173,37 @@ static void put_exchange(hm_buf *b, const hm_tick *t) {
     hm_buf_free(&tmp);
 }
 
-static void put_number(hm_buf *b, hm_fstate st, double v, hm_span text) {
+/* The exact test for number_text_in_range(): text is JSON number grammar. */
+static COLD bool number_text_out_of_range(hm_span text) {
+    numscan ns;
+    const char *bad;
+    const char *e = scan_number(text.p, text.p + text.len, &ns, &bad);
+    assert(e == text.p + text.len);
+    return number_check_range(&ns, text.len) && number_out_of_range(&ns, text.p, e);
+}
+
+/* Whether a number's own text (JSON grammar) may be copied into the record: not when it
+ * is out of range (json_scan.h), as a 40-digit price is, given as a token or as a string.
+ * v is its value, finite (the field is OK). Quick: a text of at most 18 bytes whose value
+ * lies within 1e-290..1e290 breaks no rule (an integer of at most 18 digits; at most 12
+ * digits after the point before an exponent above 308, which needs a value of 1e296 or
+ * more; no underflow; a scale above 16383 needs a tiny value or a zero). */
+static inline bool number_text_in_range(hm_span text, double v) {
+    double a = fabs(v);
+    if (HM_LIKELY(text.len <= 18 && a > 1e-290 && a < 1e290)) return true;
+    return !number_text_out_of_range(text);
+}
+
+/* Inlined at its three calls (the hot path of the writer). */
+static HOT_INLINE void put_number(hm_buf *b, hm_fstate st, double v, hm_span text) {
     if (st != HM_F_OK) {
         HM_BUF_PUT_LIT(b, "null");
         return;
     }
-    if (hm_json_is_number(text.p, text.len))
+    if (hm_json_is_number(text.p, text.len) && number_text_in_range(text, v))
         hm_buf_append(b, text.p, text.len);
     else
-        hm_json_double(b, v);
-}
-
-/* A number token (not a quoted string) that overflows a double. A value's text is
- * always preceded by at least "{\"k\":" inside the record, so p[-1] is readable. */
-static bool overflow_literal(hm_fstate st, hm_span text) {
-    return st == HM_F_NONFINITE && text.len > 0 && text.p[-1] != '"';
+        hm_json_double(b, v); /* the shortest form that reads back: always in range */
 }
 
 static void put_iso(hm_buf *b, const char *iso) {
@@ -223,9 +242,9 @@ void hm_quality_write(hm_buf *b, const hm_tick *t, hm_qcodeset codes, double sco
     if (transfer) {
         HM_BUF_PUT_LIT(b, ",\"asset\":");
         put_span_or_null(b, t->st[HM_FIELD_ASSET], t->asset);
-        /* The decoder keeps the amount in volume when "volume" is absent. */
+        /* The amount itself: a transfer that gives "volume" too keeps both. */
         HM_BUF_PUT_LIT(b, ",\"amount\":");
-        put_number(b, t->st[HM_FIELD_AMOUNT], t->volume, t->volume_text);
+        put_number(b, t->st[HM_FIELD_AMOUNT], t->amount, t->amount_text);
         HM_BUF_PUT_LIT(b, ",\"from\":");
         put_span_or_null(b, t->st[HM_FIELD_FROM], t->from);
         HM_BUF_PUT_LIT(b, ",\"to\":");
@@ -242,13 +261,11 @@ void hm_quality_write(hm_buf *b, const hm_tick *t, hm_qcodeset codes, double sco
     HM_BUF_PUT_LIT(b, ",\"processed_at\":");
     put_iso(b, processed_at);
     HM_BUF_PUT_LIT(b, ",\"original_data\":");
-    /* NaN/Infinity tokens are not JSON, and a number literal beyond a double's range
-     * (1e400), though RFC 8259 grammar, is refused by common parsers (jansson): such a
-     * record is embedded as a string. An overflowing literal in a field the decoder does
-     * not know is not looked for (that would cost a scan of every record). */
-    bool plain = t->strict_json && !overflow_literal(t->st[HM_FIELD_PRICE], t->price_text) &&
-                 !overflow_literal(t->st[HM_FIELD_VOLUME], t->volume_text);
-    if (plain)
+    /* NaN/Infinity tokens are not JSON, and a number token out of range (1e400, a 40-digit
+     * integer, anywhere in the record), though RFC 8259 grammar, is refused by common
+     * parsers (jansson, PostgreSQL): the decoder clears strict_json for both, and such a
+     * record is embedded as a string. */
+    if (t->strict_json)
         hm_buf_append(b, t->raw.p, t->raw.len);
     else
         hm_json_str(b, t->raw.p, t->raw.len);

@@ -12,8 +12,9 @@
  * It is strict about syntax (RFC 8259 plus the NaN/Infinity tokens Python emits) and
  * lenient about fields: a well-formed object always decodes and each known field gets a
  * state. It must never read a byte at or past json + len (the input is not NUL-terminated),
- * never accept a record that a strict JSON parser would reject other than for those
- * tokens, and never let one bad field make the whole record a parse error.
+ * never accept a record that a strict JSON parser would reject without clearing
+ * strict_json (those tokens, and numbers out of range wherever they are: json_scan.h's
+ * number_out_of_range()), and never let one bad field make the whole record a parse error.
  *
  * Depth: the record's own object is level 1, so values may nest HM_TICK_MAX_DEPTH - 1
  * further levels of objects/arrays; an open bracket that would make level
@@ -484,7 +485,7 @@ static HOT_INLINE void apply_field(dec *d, int f, const val *v) {
             *st = number_field(v, &t->volume, &t->volume_text);
             break;
         case HM_FIELD_AMOUNT:
-            *st = number_field(v, &d->amount, &d->amount_text);
+            *st = number_field(v, &t->amount, &t->amount_text);
             break;
         case HM_FIELD_TRADE_ID:
             *st = trade_id_field(v, t);
@@ -582,12 +583,12 @@ static HOT_INLINE const char *decode_object(dec *d, const char *obj, dec_member_
     if (HM_UNLIKELY(!p)) return NULL;
     hm_tick *t = d->t;
     t->raw = span_of(obj, (uint32_t)(p - obj));
-    t->strict_json = !d->nonfinite_seen;
+    t->strict_json = !d->not_strict;
     /* A transfer's "amount" is its quantity: it stands in for an absent "volume". */
     if (t->st[HM_FIELD_AMOUNT] != HM_F_ABSENT && t->st[HM_FIELD_VOLUME] == HM_F_ABSENT) {
         t->st[HM_FIELD_VOLUME] = t->st[HM_FIELD_AMOUNT];
-        t->volume = d->amount;
-        t->volume_text = d->amount_text;
+        t->volume = t->amount;
+        t->volume_text = t->amount_text;
     }
     return p;
 }

@@ -186,7 +186,7 @@ static void check_transfer_fields(const iv_exchset *xs, const hm_tick *t, iv_fie
         f->codes |= HM_QBIT(HM_Q_MISSING_AMOUNT);
     } else if (ast != HM_F_OK || !(t->volume > 0)) {
         /* The decoder puts the amount in volume when "volume" is absent; a transfer
-         * that carries both is judged on the volume (the amount is not kept). */
+         * that carries both is judged on the volume. */
         f->codes |= HM_QBIT(HM_Q_INVALID_AMOUNT);
     } else {
         f->volume_ok = true;

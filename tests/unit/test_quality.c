@@ -6,7 +6,9 @@
  * hm_tick_decode, written by hm_quality_write, read back by hm_quality_decode, must give
  * back every tick field the validator accepted (and null for the others), the score, the
  * codes, processed_at and the original record, which itself decodes to the same tick.
- * Then what the decoder must refuse (with offset, field and reason) and what it must
+ * Then generated hostile records (numbers out of range and NaN tokens in every position),
+ * whose every written line must load in jansson with original_data giving back the input,
+ * what the decoder must refuse (with offset, field and reason) and what it must
  * tolerate (unknown codes and members, nulls, wrong types). Every record is decoded from an
  * exactly-sized heap copy, so under ASan a read past the end is caught. Only common/ is
  * used: no service, no clock, no files.
@@ -145,7 +147,8 @@ static void assert_field_value_equal(hm_field f, const hm_tick *a, const hm_tick
         case HM_FIELD_ASSET:
             assert_spans_equal(a->asset, b->asset);
             break;
-        case HM_FIELD_AMOUNT: /* the tick keeps the amount in volume (checked there) */
+        case HM_FIELD_AMOUNT:
+            assert_same_double(a->amount, b->amount);
             break;
         case HM_FIELD_FROM:
             assert_spans_equal(a->from, b->from);
@@ -175,9 +178,9 @@ static void assert_carries_tick(const hm_tick *t, const hm_quality *q) {
         else
             want = HM_F_NULL;
         if (c->st[f] != want) {
-            print_error("field %s: state %s in the quality record, want %s (tick: %s)\n",
-                        hm_field_name(f), hm_fstate_name(c->st[f]), hm_fstate_name(want),
-                        hm_fstate_name(t->st[f]));
+            print_error("%.*s\nfield %s: state %s in the quality record, want %s (tick: %s)\n",
+                        (int)t->raw.len, t->raw.p, hm_field_name(f), hm_fstate_name(c->st[f]),
+                        hm_fstate_name(want), hm_fstate_name(t->st[f]));
             fail();
         }
         if (want == HM_F_OK) assert_field_value_equal(f, t, c);
@@ -394,9 +397,9 @@ static void test_trade_round_trips_every_field(void **state) {
                      "\"timestamp\":\"2023-11-14T22:13:20.123Z\",\"symbol\":\"ETH/BTC\","
                      "\"trade_id\":\"T-9\",\"side\":\"Sell\",\"extra\":[1,{\"a\":null}]}",
                      HM_QBIT(HM_Q_LARGE_GAP), 0.95);
-    /* a 20-digit id is kept as text, not as a number */
+    /* a 20-digit id given as a string is kept as text; the largest int64 is copied as is */
     check_round_trip("{\"timestamp\":1,\"symbol\":\"X/Y\",\"exchange\":\"okx\",\"price\":1e-7,"
-                     "\"volume\":12345678901234567890,\"trade_id\":12345678901234567890}",
+                     "\"volume\":9223372036854775807,\"trade_id\":\"12345678901234567890\"}",
                      HM_QBIT(HM_Q_LARGE_GAP), 0.125);
     /* bad fields are written as null, and read back as null */
     check_round_trip("{\"timestamp\":\"yesterday\",\"symbol\":42,\"exchange\":\"\",\"price\":"
@@ -446,6 +449,19 @@ static void test_transfer_round_trips_its_own_fields(void **state) {
     assert_int_equal(x.q.tick.st[HM_FIELD_SYMBOL], HM_F_NULL);
     assert_int_equal(x.q.tick.st[HM_FIELD_PRICE], HM_F_NULL);
     rt_free(&x);
+    /* a transfer that gives a volume too: each is written as given, not one for both */
+    rt_run(&x,
+           "{\"type\":\"transfer\",\"timestamp\":1,\"asset\":\"ETH\",\"volume\":null,"
+           "\"amount\":2.5,\"from\":\"a\",\"to\":\"b\"}",
+           HM_QBIT(HM_Q_INVALID_AMOUNT), 0.7);
+    assert_non_null(strstr(x.out.data, "\"volume\":null,"));
+    assert_non_null(strstr(x.out.data, "\"amount\":2.5,"));
+    assert_carries_tick(&x.t, &x.q);
+    assert_true(x.q.tick.amount == 2.5);
+    rt_free(&x);
+    check_round_trip("{\"type\":\"transfer\",\"timestamp\":1,\"asset\":\"ETH\",\"amount\":4,"
+                     "\"volume\":\"3.5\",\"from\":\"a\",\"to\":\"b\"}",
+                     0, 1.0);
     /* a bad address and a string amount */
     check_round_trip("{\"type\":\"transfer\",\"timestamp\":1,\"asset\":\"ETH\",\"amount\":\"5.5\","
                      "\"from\":null,\"to\":7,\"tx_hash\":\"\"}",
@@ -520,6 +536,12 @@ static void test_non_strict_original_round_trips_as_a_string(void **state) {
         "{\"timestamp\":2,\"symbol\":\"BTC/USDT\",\"exchange\":\"binance\",\"price\":1,"
         "\"volume\":-1e999}",
         "{\"timestamp\":3,\"symbol\":\"BTC/USDT\",\"price\":2,\"volume\":3,\"x\":[-Infinity]}",
+        /* numbers out of range, in a known field, an unknown one, nested */
+        "{\"timestamp\":4,\"symbol\":\"BTC/USDT\",\"price\":2,\"volume\":3,"
+        "\"trade_id\":1234567890123456789012345678901234567890}",
+        "{\"timestamp\":5,\"symbol\":\"BTC/USDT\",\"price\":2,\"volume\":1e-999}",
+        "{\"timestamp\":6,\"price\":2,\"volume\":3,\"seq\":18446744073709551616}",
+        "{\"timestamp\":7,\"price\":2,\"volume\":3,\"x\":{\"y\":[1,-1e999]}}",
     };
     for (size_t i = 0; i < HM_ARRAY_LEN(raws); i++) {
         rt x;
@@ -584,6 +606,205 @@ static void test_truncation_of_a_record_at_every_byte_is_refused(void **state) {
         }
     }
     rt_free(&x);
+}
+
+static void test_price_volume_and_amount_out_of_range_are_written_as_doubles(void **state) {
+    (void)state;
+    static const struct {
+        const char *raw, *want; /* want: the fields written for price, volume (or amount) */
+        bool strict;
+    } cases[] = {
+        /* a 40-digit token: the shortest double, and the original as a string */
+        {"{\"price\":1234567890123456789012345678901234567890,\"volume\":1}",
+         "\"price\":1.2345678901234568e+39,\"volume\":1,", false},
+        /* numeric strings are strict text, but their digits are no number to copy */
+        {"{\"price\":\"1e-999\",\"volume\":\"12345678901234567890\"}",
+         "\"price\":0,\"volume\":1.2345678901234567e+19,", true},
+        {"{\"price\":\"0e400\",\"volume\":\"-9223372036854775809\"}",
+         "\"price\":0,\"volume\":-9.223372036854776e+18,", true},
+        /* neighbours in range are copied as given, though they take the exact test */
+        {"{\"price\":-9223372036854775808,\"volume\":\"0.000\"}",
+         "\"price\":-9223372036854775808,\"volume\":0.000,", true},
+        {"{\"price\":5e-324,\"volume\":1.7976931348623157e308}",
+         "\"price\":5e-324,\"volume\":1.7976931348623157e308,", true},
+        {"{\"type\":\"transfer\",\"amount\":99999999999999999999}", "\"amount\":1e+20,", false},
+    };
+    for (size_t i = 0; i < HM_ARRAY_LEN(cases); i++) {
+        rt x;
+        rt_run(&x, cases[i].raw, 0, 1.0);
+        if (!strstr(x.out.data, cases[i].want)) {
+            print_error("%s\n  written: %s\n  want the fields: %s\n", cases[i].raw, x.out.data,
+                        cases[i].want);
+            fail();
+        }
+        assert_int_equal(x.t.strict_json, cases[i].strict);
+        assert_int_equal(x.q.original_is_string, !cases[i].strict);
+        /* the record is strict JSON itself, and reads back the same doubles */
+        assert_true(x.q.tick.strict_json);
+        assert_same_double(x.q.tick.price, x.t.price);
+        assert_same_double(x.q.tick.volume, x.t.volume);
+        json_error_t je;
+        json_t *j = json_loadb(x.out.data, x.out.len, JSON_REJECT_DUPLICATES, &je);
+        if (!j) {
+            print_error("jansson refuses %s: %s\n", x.out.data, je.text);
+            fail();
+        }
+        json_decref(j);
+        rt_free(&x);
+    }
+}
+
+/* A small deterministic generator (xorshift64*) for the generated records. */
+typedef struct prng {
+    uint64_t s;
+} prng;
+
+static unsigned below(prng *r, unsigned n) {
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return (unsigned)((r->s * 2685821657736338717ULL) % n);
+}
+
+/* Values strict parsers refuse or misread as numbers, and the tokens Python emits. */
+static const char *const k_hostile[] = {
+    "1e999", "-1e999", "1e-999", "-1.5e-400", "1234567890123456789012345678901234567890",
+    "-1234567890123456789012345678901234567890", "18446744073709551616", "99999999999999999999",
+    "9223372036854775808", "-9223372036854775809", "1.7976931348623159e308", "0e400", "0e-16384",
+    "NaN", "Infinity", "-Infinity",
+    /* the same as numeric strings: strict text, but no number to copy */
+    "\"1e999\"", "\"1e-999\"", "\"1234567890123456789012345678901234567890\"",
+    "\"18446744073709551616\"", "\"0e400\"", "\"NaN\"", "\"-Infinity\""};
+/* Values at the edge, in range: they must stay objects in original_data. */
+static const char *const k_edge[] = {"0",
+                                     "-0",
+                                     "0.0",
+                                     "37012.53",
+                                     "1e-05",
+                                     "9223372036854775807",
+                                     "-9223372036854775808",
+                                     "12345678901234567890.5",
+                                     "1e19",
+                                     "5e-324",
+                                     "1.7976931348623157e308",
+                                     "0e308",
+                                     "null",
+                                     "true",
+                                     "\"x\"",
+                                     "[]",
+                                     "{}"};
+
+/* One record's value for a field: hostile (a third of the time, in a hostile record), at
+ * the edge, or usual. */
+static void put_value(hm_buf *b, prng *r, bool hostile, const char *usual, const char *long_int) {
+    unsigned k = below(r, 12);
+    if (!hostile && k < 5) k += 5;
+    if (k < 4)
+        hm_buf_puts(b, k_hostile[below(r, HM_ARRAY_LEN(k_hostile))]);
+    else if (k == 4)
+        hm_buf_puts(b, long_int); /* 400 digits */
+    else if (k < 7)
+        hm_buf_puts(b, k_edge[below(r, HM_ARRAY_LEN(k_edge))]);
+    else
+        hm_buf_puts(b, usual);
+}
+
+/* A raw record with hostile values mixed into every position: each known field, unknown
+ * fields, arrays and objects nested in them; fields sometimes absent, kinds mixed. One in
+ * four records has only values in range (at the edge or usual). */
+static void generate_hostile_record(hm_buf *b, prng *r, const char *long_int) {
+    bool hostile = below(r, 4) != 0;
+    static const char *const k_fields[][2] = {{"timestamp", "1700000000123"},
+                                              {"symbol", "\"BTC/USDT\""},
+                                              {"exchange", "\"binance\""},
+                                              {"price", "37012.53"},
+                                              {"volume", "0.25"},
+                                              {"trade_id", "3000000001"},
+                                              {"side", "\"buy\""},
+                                              {"amount", "2.5"},
+                                              {"asset", "\"BTC\""},
+                                              {"quote_volume", "9253.1"},
+                                              {"ingest_ts", "1700000000130"}};
+    static const char *const k_types[] = {"\"trade\"", "\"liquidation\"", "\"transfer\""};
+    hm_buf_puts(b, "{\"type\":");
+    hm_buf_puts(b, k_types[below(r, 3)]);
+    for (size_t f = 0; f < HM_ARRAY_LEN(k_fields); f++) {
+        if (below(r, 8) == 0) continue; /* absent */
+        hm_buf_printf(b, ",%s\"%s\":", below(r, 4) ? "" : " ", k_fields[f][0]);
+        put_value(b, r, hostile, k_fields[f][1], long_int);
+    }
+    if (below(r, 2)) { /* nested: an array holding an object holding an array */
+        hm_buf_puts(b, ",\"meta\":[1,{\"fills\":[");
+        put_value(b, r, hostile, "2.5", long_int);
+        hm_buf_puts(b, ",{\"q\":");
+        put_value(b, r, hostile, "0.1", long_int);
+        hm_buf_puts(b, "}]},\"s\"]");
+    }
+    hm_buf_putc(b, '}');
+}
+
+static void
+test_generated_hostile_records_all_load_in_jansson_and_keep_their_original(void **state) {
+    (void)state;
+    prng r = {0x9e3779b97f4a7c15ULL};
+    char long_int[401];
+    memset(long_int, '7', 400);
+    long_int[400] = '\0';
+    hm_buf in = HM_BUF_INIT;
+    int strict = 0, embedded = 0;
+    for (int i = 0; i < 3000; i++) {
+        hm_buf_reset(&in);
+        generate_hostile_record(&in, &r, long_int);
+        rt x;
+        rt_run(&x, in.data, HM_QBIT(HM_Q_NON_FINITE_PRICE), 0.7);
+        /* the whole line loads in jansson, duplicate keys refused */
+        json_error_t je;
+        json_t *j = json_loadb(x.out.data, x.out.len, JSON_REJECT_DUPLICATES, &je);
+        if (!j) {
+            print_error("record %d: jansson refuses the output (%s at %d)\n  input:  %s\n"
+                        "  output: %s\n",
+                        i, je.text, je.position, x.raw, x.out.data);
+            fail();
+        }
+        json_t *orig = json_object_get(j, "original_data");
+        if (x.t.strict_json) {
+            /* an object, the input byte for byte, which jansson loads on its own too */
+            strict++;
+            assert_true(json_is_object(orig));
+            assert_false(x.q.original_is_string);
+            assert_spans_equal(x.q.original, x.t.raw);
+            json_t *alone = json_loadb(x.raw, x.raw_len, JSON_REJECT_DUPLICATES, &je);
+            if (!alone) {
+                print_error("record %d: called strict, jansson refuses it: %s (%s)\n", i, x.raw,
+                            je.text);
+                fail();
+            }
+            json_decref(alone);
+        } else {
+            /* a string holding the input byte for byte */
+            embedded++;
+            assert_true(json_is_string(orig));
+            assert_int_equal(json_string_length(orig), x.raw_len);
+            assert_memory_equal(json_string_value(orig), x.raw, x.raw_len);
+            assert_true(x.q.original_is_string);
+            size_t n;
+            char *back = unescape_json_string(x.q.original, &n);
+            assert_int_equal(n, x.raw_len);
+            assert_memory_equal(back, x.raw, n);
+            free(back);
+        }
+        json_decref(j);
+        /* hm_quality_decode reads it back: the fields the validator accepted, and a record
+         * that is strict JSON itself (no number out of range was written) */
+        assert_carries_tick(&x.t, &x.q);
+        assert_quality_fields(&x.q, HM_QBIT(HM_Q_NON_FINITE_PRICE), 0.7);
+        rt_free(&x);
+    }
+    /* both outcomes were exercised in bulk */
+    print_message("%d records embedded as strings, %d as objects\n", embedded, strict);
+    assert_true(strict > 500);
+    assert_true(embedded > 1500);
+    hm_buf_free(&in);
 }
 
 /* ---- what the decoder refuses ----------------------------------------------------------- */
@@ -833,6 +1054,9 @@ int main(void) {
         cmocka_unit_test(test_parse_error_round_trips_error_and_original_string),
         cmocka_unit_test(test_oversized_parse_error_round_trips_null_original_and_its_length),
         cmocka_unit_test(test_non_strict_original_round_trips_as_a_string),
+        cmocka_unit_test(test_price_volume_and_amount_out_of_range_are_written_as_doubles),
+        cmocka_unit_test(
+            test_generated_hostile_records_all_load_in_jansson_and_keep_their_original),
         cmocka_unit_test(test_many_codes_and_every_single_code_round_trip),
         cmocka_unit_test(test_truncation_of_a_record_at_every_byte_is_refused),
         cmocka_unit_test(test_malformed_json_is_refused_naming_offset_field_and_reason),

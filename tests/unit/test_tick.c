@@ -4,9 +4,10 @@
  * Every record is decoded from an exactly-sized heap copy, so under ASan any read past
  * len is caught. Covers field states per field family, the syntax errors with their
  * offsets and messages, truncation at every byte, invalid UTF-8, limits, the ISO-8601
- * parser (cross-checked against timegm), and number conversion bit-for-bit against
- * strtod on random decimal strings. Must never depend on the network, the clock or
- * the locale.
+ * parser (cross-checked against timegm), number conversion bit-for-bit against
+ * strtod on random decimal strings, and the numbers out of range that make a record not
+ * strict JSON (cross-checked against a reference built on strtod and against jansson).
+ * Must never depend on the network, the clock or the locale.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +248,8 @@ static void test_amount_never_overrides_a_given_volume_in_either_order(void **st
     hm_tick *t = dc_ok(&c, "{\"amount\": 5, \"volume\": 7}");
     assert_true(t->volume == 7.0);
     assert_span(t->volume_text, "7");
+    assert_true(t->amount == 5.0); /* kept as well */
+    assert_span(t->amount_text, "5");
     t = dc_ok(&c, "{\"volume\": 7, \"amount\": 5}");
     assert_true(t->volume == 7.0);
     t = dc_ok(&c, "{\"volume\": null, \"amount\": 5}");
@@ -357,7 +362,7 @@ static void test_price_and_volume_field_states(void **state) {
     }
 }
 
-static void test_number_overflowing_double_is_nonfinite_and_underflow_is_ok(void **state) {
+static void test_number_overflowing_double_is_nonfinite_and_underflow_reads_zero(void **state) {
     (void)state;
     dcase c = {0};
     hm_tick *t = dc_ok(&c, "{\"price\": 1e400, \"volume\": -1.8e308}");
@@ -365,10 +370,186 @@ static void test_number_overflowing_double_is_nonfinite_and_underflow_is_ok(void
     assert_true(isinf(t->price));
     assert_span(t->price_text, "1e400");
     assert_int_equal(t->st[HM_FIELD_VOLUME], HM_F_NONFINITE);
-    assert_true(t->strict_json); /* 1e400 is valid JSON */
+    assert_false(t->strict_json); /* RFC 8259 grammar, but jansson refuses 1e400 */
     t = dc_ok(&c, "{\"price\": 1e-400}");
     assert_int_equal(t->st[HM_FIELD_PRICE], HM_F_OK);
     assert_true(t->price == 0.0);
+    assert_false(t->strict_json); /* a double reader gets 0, not the number written */
+    /* neighbours: the largest double and a subnormal are doubles, and strict */
+    t = dc_ok(&c, "{\"price\": 1.7976931348623157e308, \"volume\": 5e-324}");
+    assert_int_equal(t->st[HM_FIELD_PRICE], HM_F_OK);
+    assert_int_equal(t->st[HM_FIELD_VOLUME], HM_F_OK);
+    assert_true(t->volume > 0.0);
+    assert_true(t->strict_json);
+    dc_free(&c);
+}
+
+/* ---- numbers out of range: the record is not strict JSON -------------------------------- */
+
+/* The record prefix + tok + suffix, decoded (it must decode); built on the heap because
+ * some tokens are 16 KB long. */
+static hm_tick *dc_ok3(dcase *c, const char *prefix, const char *tok, const char *suffix) {
+    size_t n = strlen(prefix) + strlen(tok) + strlen(suffix);
+    char *json = malloc(n + 1);
+    assert_non_null(json);
+    snprintf(json, n + 1, "%s%s%s", prefix, tok, suffix);
+    if (dc_decode_n(c, json, n, 0) != 0) {
+        print_error("unexpected failure for %.200s: %s (offset %zu)\n", json, c->err.msg,
+                    c->err.offset);
+        fail();
+    }
+    free(json);
+    return &c->t;
+}
+
+/* Every place a number can stand in a record: each known number field, a string field
+ * (wrong type), an unknown field, an escaped known key, inside arrays and objects. */
+static const char *const k_number_positions[][2] = {
+    {"{\"timestamp\": ", ", \"symbol\": \"BTC/USDT\", \"price\": 1, \"volume\": 1}"},
+    {"{\"symbol\": \"BTC/USDT\", \"trade_id\": ", "}"},
+    {"{\"price\": ", ", \"volume\": 1}"},
+    {"{\"volume\": ", "}"},
+    {"{\"type\": \"transfer\", \"amount\": ", "}"},
+    {"{\"symbol\": ", "}"},
+    {"{\"extra\": ", ", \"price\": 1}"},
+    {"{\"pr\\u0069ce\": ", "}"},
+    {"{\"price\": 1, \"extra\": [true, ", ", null]}"},
+    {"{\"meta\": {\"a\": [{\"b\": [[", "]]}]}, \"volume\": 2}"},
+};
+
+/* A string of n copies of c after head and before tail; the caller frees. */
+static char *repeat(const char *head, char c, size_t n, const char *tail) {
+    size_t h = strlen(head), t = strlen(tail);
+    char *s = malloc(h + n + t + 1);
+    assert_non_null(s);
+    memcpy(s, head, h);
+    memset(s + h, c, n);
+    memcpy(s + h + n, tail, t + 1);
+    return s;
+}
+
+static void expect_strict_everywhere(const char *tok, bool want) {
+    dcase c = {0};
+    for (size_t i = 0; i < HM_ARRAY_LEN(k_number_positions); i++) {
+        hm_tick *t = dc_ok3(&c, k_number_positions[i][0], tok, k_number_positions[i][1]);
+        if (t->strict_json != want) {
+            print_error("%s%.60s%s: strict_json %d, want %d\n", k_number_positions[i][0], tok,
+                        k_number_positions[i][1], t->strict_json, want);
+            fail();
+        }
+    }
+    dc_free(&c);
+}
+
+static void test_out_of_range_numbers_anywhere_make_the_record_not_strict(void **state) {
+    (void)state;
+    static const char *const out[] = {
+        "1e999",
+        "-1e999",
+        "1e-999",
+        "-1e-999",
+        "1e400",
+        "-1.5e-400",
+        "1234567890123456789012345678901234567890",  /* 40 digits */
+        "-1234567890123456789012345678901234567890", /* */
+        "18446744073709551616",                      /* 2^64: beyond int64 and uint64 */
+        "99999999999999999999",                      /* 20 digits */
+        "9223372036854775808",                       /* 2^63 */
+        "-9223372036854775809",                      /* -2^63 - 1 */
+        "1.7976931348623159e308",                    /* rounds to infinity */
+        "0e309",
+        "0.0E+400",
+        "0e-16384", /* exponents RapidJSON / jsonb refuse */
+    };
+    for (size_t i = 0; i < HM_ARRAY_LEN(out); i++)
+        expect_strict_everywhere(out[i], false);
+    char *long_out[] = {
+        repeat("1", '0', 399, ""),          /* a 400-digit integer */
+        repeat("-7", '3', 399, ".25"),      /* 400 digits with a fraction: overflows */
+        repeat("1", '0', 400, "e-300"),     /* 401 digits before the point: RapidJSON */
+        repeat("1.", '0', 16383, "1"),      /* 16384 digits after the point: jsonb */
+        repeat("0.", '0', 16380, "e-4"),    /* zero of scale 16384 */
+        repeat("0.", '0', 1000, "1e-9999"), /* underflow, written long */
+    };
+    for (size_t i = 0; i < HM_ARRAY_LEN(long_out); i++) {
+        expect_strict_everywhere(long_out[i], false);
+        free(long_out[i]);
+    }
+}
+
+static void test_numbers_just_in_range_keep_the_record_strict(void **state) {
+    (void)state;
+    static const char *const in[] = {
+        "0",
+        "-0",
+        "0.0",
+        "-0.0e-5",
+        "1700000000123",
+        "37012.53",
+        "1e-05",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "1234567890123456789",
+        "12345678901234567890.5",
+        "1e19",
+        "1.7976931348623157e308",
+        "-1.7976931348623157e308",
+        "1e308",
+        "0e308",
+        "0.5e308",
+        "2.2250738585072014e-308",
+        "5e-324",
+        "-4.9e-324",
+        "1e-300",
+        "1e-323",
+        "0e-16383",
+        "0.0e-16382",
+    };
+    for (size_t i = 0; i < HM_ARRAY_LEN(in); i++) {
+        expect_strict_everywhere(in[i], true);
+        /* and jansson, which refuses integers beyond int64 and overflowing reals, agrees */
+        char arr[64];
+        snprintf(arr, sizeof(arr), "[%s]", in[i]);
+        json_error_t je;
+        json_t *j = json_loads(arr, JSON_REJECT_DUPLICATES, &je);
+        if (!j) {
+            print_error("jansson refuses %s: %s\n", arr, je.text);
+            fail();
+        }
+        json_decref(j);
+    }
+    char *long_in[] = {
+        repeat("1", '0', 307, ".5"),       /* 308 digits before the point */
+        repeat("1.", '0', 16382, "1"),     /* 16383 after it */
+        repeat("0.", '0', 16383, ""),      /* a zero of scale 16383 */
+        repeat("1.", '0', 16000, "1e300"), /* the exponent moves the point back */
+    };
+    for (size_t i = 0; i < HM_ARRAY_LEN(long_in); i++) {
+        expect_strict_everywhere(long_in[i], true);
+        free(long_in[i]);
+    }
+}
+
+static void test_out_of_range_numbers_leave_the_field_states_as_they_were(void **state) {
+    (void)state;
+    dcase c = {0};
+    hm_tick *t =
+        dc_ok(&c, "{\"timestamp\": 1e999, \"trade_id\": 1234567890123456789012345678901234567890, "
+                  "\"price\": 1234567890123456789012345678901234567890, \"volume\": 1e-999}");
+    assert_false(t->strict_json);
+    assert_int_equal(t->st[HM_FIELD_TIMESTAMP], HM_F_INVALID);
+    assert_int_equal(t->st[HM_FIELD_TRADE_ID], HM_F_OK);
+    assert_false(t->trade_id_numeric);
+    assert_span(t->trade_id, "1234567890123456789012345678901234567890");
+    assert_int_equal(t->st[HM_FIELD_PRICE], HM_F_OK);
+    assert_true(t->price == 1234567890123456789012345678901234567890.0);
+    assert_int_equal(t->st[HM_FIELD_VOLUME], HM_F_OK);
+    assert_true(t->volume == 0.0);
+    /* a numeric string is text, not a number token: strict */
+    t = dc_ok(&c,
+              "{\"price\": \"1e999\", \"trade_id\": \"1234567890123456789012345678901234567890\"}");
+    assert_true(t->strict_json);
+    assert_int_equal(t->st[HM_FIELD_PRICE], HM_F_NONFINITE);
     dc_free(&c);
 }
 
@@ -993,6 +1174,139 @@ static void test_number_tokens_in_records_equal_strtod(void **state) {
     dc_free(&c);
 }
 
+/* The out-of-range rule (json_scan.h) computed independently, from strtod, strtoll and
+ * the token's own digits: an integer token outside int64; any other token with an exponent
+ * above 308, more than 308 digits before the point, a scale (digits after the point minus
+ * the exponent) above 16383, a value that overflows or a nonzero one that reads as 0. */
+static bool reference_out_of_range(const char *s) {
+    const char *p = s + (*s == '-');
+    size_t int_digits = strspn(p, "0123456789");
+    const char *q = p + int_digits;
+    size_t frac_digits = 0;
+    if (*q == '.') {
+        frac_digits = strspn(q + 1, "0123456789");
+        q += 1 + frac_digits;
+    }
+    bool nonzero = strcspn(p, "123456789") < (size_t)(q - p);
+    bool has_exp = *q == 'e' || *q == 'E';
+    if (!has_exp && frac_digits == 0) {
+        errno = 0;
+        (void)strtoll(s, NULL, 10);
+        return errno == ERANGE;
+    }
+    long long ex = has_exp ? strtoll(q + 1, NULL, 10) : 0; /* saturates: fine */
+    if (ex > 308 || int_digits > 308) return true;
+    if (ex < (long long)frac_digits - 16383) return true;
+    double v = strtod(s, NULL);
+    return isinf(v) || (v == 0.0 && nonzero);
+}
+
+/* A random number token near the edges of the rule: integers around 2^63 and 2^64, long
+ * integers, exponents around +-308, +-324 and the scale limit, zeros with big exponents,
+ * long integer parts and long fractions; else one of random_decimal()'s shapes. */
+static size_t random_edge_token(prng *r, char *out, size_t cap) {
+    static const char *const k_ints[] = {"9223372036854775807",  "9223372036854775808",
+                                         "18446744073709551615", "18446744073709551616",
+                                         "99999999999999999999", "1000000000000000000"};
+    size_t n = 0;
+    unsigned shape = below(r, 7);
+    bool neg = below(r, 3) == 0;
+    if (neg) out[n++] = '-';
+    switch (shape) {
+        case 0: { /* an integer near a limit, its last digits changed, one digit more or less */
+            const char *b = k_ints[below(r, HM_ARRAY_LEN(k_ints))];
+            n += (size_t)snprintf(out + n, cap - n, "%s", b);
+            unsigned k = below(r, 4);
+            for (unsigned i = 0; i < k; i++)
+                out[n - 1 - i] = (char)('0' + below(r, 10));
+            if (below(r, 4) == 0) out[n++] = (char)('0' + below(r, 10));
+            if (below(r, 4) == 0 && n > (size_t)(2 + neg)) n--;
+            break;
+        }
+        case 1: { /* an integer of 1..400 digits */
+            unsigned d = 1 + below(r, 400);
+            out[n++] = (char)('1' + below(r, 9));
+            for (unsigned i = 1; i < d; i++)
+                out[n++] = (char)('0' + below(r, 10));
+            break;
+        }
+        case 2:   /* a short mantissa, an exponent near a limit */
+        case 3: { /* a zero, an exponent near a limit */
+            static const int k_exps[] = {308, 309,  310,   -307,   -308,   -323,  -324,  -325,
+                                         400, -400, 16383, -16383, -16384, 16384, -99999};
+            if (shape == 2)
+                n += (size_t)snprintf(out + n, cap - n, "%u.%u", 1 + below(r, 9), below(r, 100));
+            else if (below(r, 2))
+                n += (size_t)snprintf(out + n, cap - n, "0");
+            else
+                n += (size_t)snprintf(out + n, cap - n, "0.%0*d", (int)(1 + below(r, 5)), 0);
+            int ex = k_exps[below(r, HM_ARRAY_LEN(k_exps))] + (int)below(r, 5) - 2;
+            n += (size_t)snprintf(out + n, cap - n, "e%d", ex);
+            break;
+        }
+        case 4: { /* 300..320 digits before the point, then a fraction or an exponent */
+            unsigned d = 300 + below(r, 21);
+            out[n++] = (char)('1' + below(r, 9));
+            for (unsigned i = 1; i < d; i++)
+                out[n++] = below(r, 2) ? '0' : (char)('0' + below(r, 10));
+            if (below(r, 2))
+                n += (size_t)snprintf(out + n, cap - n, ".5");
+            else
+                n += (size_t)snprintf(out + n, cap - n, "e-%u", below(r, 400));
+            break;
+        }
+        case 5: { /* a fraction of about 16383 digits, mostly zeros, maybe an exponent */
+            unsigned d = 16370 + below(r, 30);
+            out[n++] = below(r, 2) ? '0' : '1';
+            out[n++] = '.';
+            for (unsigned i = 0; i < d; i++)
+                out[n++] = below(r, 1000) == 0 ? (char)('1' + below(r, 9)) : '0';
+            if (below(r, 2)) n += (size_t)snprintf(out + n, cap - n, "e%d", (int)below(r, 40) - 20);
+            break;
+        }
+        default:
+            return random_decimal(r, out, cap);
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static void test_out_of_range_rule_matches_a_reference_and_is_stricter_than_jansson(void **state) {
+    (void)state;
+    prng r = {0x452821e638d01377ULL};
+    enum { CAP = 17000 };
+    char *tok = malloc(CAP), *json = malloc(CAP + 64);
+    assert_non_null(tok);
+    assert_non_null(json);
+    dcase c = {0};
+    int flagged = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t n = random_edge_token(&r, tok, CAP);
+        bool want = reference_out_of_range(tok);
+        int len = snprintf(json, CAP + 64, "{\"x\":[%s],\"price\":1}", tok);
+        assert_int_equal(dc_decode_n(&c, json, (size_t)len, 0), 0);
+        if (c.t.strict_json == want) {
+            print_error("%.*s: strict_json %d, the reference says %s\n", (int)(n < 200 ? n : 200),
+                        tok, c.t.strict_json, want ? "out of range" : "in range");
+            fail();
+        }
+        flagged += want;
+        /* whatever jansson refuses is out of range here too */
+        json_error_t je;
+        json_t *j = json_loadb(json, (size_t)len, JSON_REJECT_DUPLICATES, &je);
+        if (!j && !want) {
+            print_error("jansson refuses %.200s (%s), the rule lets it through\n", tok, je.text);
+            fail();
+        }
+        json_decref(j);
+    }
+    /* both kinds were drawn often enough to mean something */
+    assert_true(flagged > 3000 && flagged < 17000);
+    dc_free(&c);
+    free(tok);
+    free(json);
+}
+
 static void test_parse_decimal_grammar(void **state) {
     (void)state;
     double v;
@@ -1093,7 +1407,11 @@ int main(void) {
         cmocka_unit_test(test_bare_nan_and_infinity_tokens_clear_strict_json),
         cmocka_unit_test(test_timestamp_field_states),
         cmocka_unit_test(test_price_and_volume_field_states),
-        cmocka_unit_test(test_number_overflowing_double_is_nonfinite_and_underflow_is_ok),
+        cmocka_unit_test(test_number_overflowing_double_is_nonfinite_and_underflow_reads_zero),
+        cmocka_unit_test(test_out_of_range_numbers_anywhere_make_the_record_not_strict),
+        cmocka_unit_test(test_numbers_just_in_range_keep_the_record_strict),
+        cmocka_unit_test(test_out_of_range_numbers_leave_the_field_states_as_they_were),
+        cmocka_unit_test(test_out_of_range_rule_matches_a_reference_and_is_stricter_than_jansson),
         cmocka_unit_test(test_identifier_field_states),
         cmocka_unit_test(test_trade_id_field_states),
         cmocka_unit_test(test_negative_trade_id_is_invalid),

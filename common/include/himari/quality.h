@@ -15,8 +15,10 @@
  *    "original_data":{..} | ".." | null[,"original_bytes":N]}
  *
  * original_data is the input object byte for byte, or a JSON string of the input when it
- * was not strict JSON (NaN tokens, a number beyond a double) or not a record at all (a
- * parse error), or null with original_bytes when it was longer than the validator's limit.
+ * was not strict JSON (hm_tick.strict_json: NaN tokens, a number out of range anywhere in
+ * it, such as 1e400 or a 40-digit integer) or not a record at all (a parse error), or null
+ * with original_bytes when it was longer than the validator's limit. Every record written
+ * loads in strict parsers (jansson, Python with non-finite floats refused, PostgreSQL jsonb).
  *
  * Writing and decoding allocate nothing (beyond the hm_buf's growth) and keep no state.
  */
@@ -190,8 +192,9 @@ typedef struct hm_quality {
      * did not accept was written as null, so it reads HM_F_NULL whatever its state was in
      * the input; exchange is lower-case, trade_id a string, price/volume numbers; the
      * transfer fields are HM_F_ABSENT for trades and liquidations; "type" is null (kind
-     * HM_KIND_TRADE) only on parse errors. tick.raw is the whole quality record and
-     * tick.strict_json is true (a quality record is strict JSON). */
+     * HM_KIND_TRADE) only on parse errors. tick.raw is the whole quality record, and
+     * tick.strict_json is true unless it holds a number out of range (which the writer
+     * never writes: price and volume are then written as the double's shortest form). */
     hm_tick tick;
 
     hm_fstate st[HM_QFIELD_COUNT_]; /* state of each quality field */
@@ -222,7 +225,8 @@ typedef struct hm_quality {
  * @param err  filled on failure (NULL: not wanted)
  * @return 0 when json is one well-formed JSON object, whatever its fields hold (see
  *         out->tick.st and out->st: a missing quality_score or issues is HM_F_ABSENT);
- *         -EINVAL when it is not strict JSON (NaN/Infinity tokens included), is nested
+ *         -EINVAL when it is not JSON (NaN/Infinity tokens included; numbers out of range
+ *         are RFC 8259 and read, clearing out->tick.strict_json), is nested
  *         deeper than HM_QUALITY_MAX_DEPTH or repeats a known key (err says where and why);
  *         -E2BIG when longer than UINT32_MAX.
  */

@@ -102,8 +102,10 @@ typedef struct hm_tick {
     hm_span exchange; /* as given; see hm_tick_exchange_lower() */
     double price;
     hm_span price_text; /* the number's text (digits of a string value, or the token) */
-    double volume;      /* trade/liquidation quantity; transfer: amount */
+    double volume;      /* trade/liquidation quantity; transfer: amount when no "volume" */
     hm_span volume_text;
+    double amount; /* transfer: "amount" as given (the checks judge volume) */
+    hm_span amount_text;
     hm_span trade_id;      /* text of a string id, or the digits of an integer id */
     bool trade_id_numeric; /* the id is a non-negative integer (<= 2^63-1) */
     uint64_t trade_id_num; /* its value when trade_id_numeric */
@@ -113,10 +115,15 @@ typedef struct hm_tick {
     hm_span to;      /* transfer: destination address */
     hm_span tx_hash; /* transfer */
 
-    bool strict_json; /* false when the input used NaN/Infinity tokens: the raw
-                         bytes are then not strict JSON and must be embedded as
-                         a string, not as an object */
-    hm_span raw;      /* the whole object, surrounding whitespace trimmed */
+    /* false when the raw bytes are not strict JSON, so that they must be embedded as a
+     * string, not as an object: a NaN/Infinity token, or a number token out of range,
+     * anywhere in the record (nested and unknown fields too): an integer outside int64,
+     * a value that overflows a double or a nonzero one that underflows to zero, an
+     * exponent above +308 or more than 308 digits before the point, or more than 16383
+     * digits after the point once the exponent has moved it (docs/QUALITY_CHECKS.md,
+     * "The output record"; json_scan.h's number_out_of_range()). */
+    bool strict_json;
+    hm_span raw; /* the whole object, surrounding whitespace trimmed */
 } hm_tick;
 
 /** Why a record could not be decoded at all (a PARSE_ERROR). */
