@@ -39,8 +39,8 @@
 #define CHANGELOG_TOPIC "in.changelog"
 #define DLQ_TOPIC       "in.dlq"
 #define PARTITIONS      2
-#define WAIT_MS         30000
-#define API_END_TXN     26 /* Kafka protocol ApiKey of EndTxn */
+#define WAIT_MS         60000 /* generous: ASan on a loaded 2-core machine */
+#define API_END_TXN     26    /* Kafka protocol ApiKey of EndTxn */
 
 /* ---- the transition tables (pure) -------------------------------------------- */
 
@@ -257,9 +257,12 @@ static void t_restored(hm_stage *st) {
 
 static void t_drop_state(hm_stage *st, const int32_t *parts, size_t n) {
     tsvc *t = (tsvc *)st;
-    t->drops++;
-    t->unit_at_drop = hm_stage_get_unit(st);
-    t->committed_at_drop = committed_count(st);
+    /* What the framework had done at the first drop (a loaded machine may see the group
+     * rebalance more than once). */
+    if (t->drops++ == 0) {
+        t->unit_at_drop = hm_stage_get_unit(st);
+        t->committed_at_drop = committed_count(st);
+    }
     tlog(t, "drop:%zu:%s:%s", n, hm_stage_state_name(hm_stage_get_state(st)),
          hm_stage_unit_name(hm_stage_get_unit(st)));
 }
@@ -568,7 +571,7 @@ static void test_revoke_with_an_open_unit_commits_it_before_the_state_is_dropped
     pair p = {&a, &b};
     assert_true(run_until(&loop, a_revoked_and_both_running, &p, WAIT_MS));
     tsvc *ta = T(&a);
-    assert_int_equal(ta->drops, 1);
+    assert_true(ta->drops >= 1);
     assert_int_equal(ta->unit_at_drop, HM_UNIT_NONE);
     assert_int_equal(ta->committed_at_drop, 1); /* the open unit, committed at the revoke */
     assert_non_null(strstr(ta->log, "drop:2:REVOKING:NONE"));
@@ -601,9 +604,9 @@ static void test_a_rebalance_during_a_commit_waits_for_the_commit_to_end(void **
     assert_true(run_until(&loop, processed_and_committed, &w, WAIT_MS));
     uint64_t before = committed_count(a.st);
 
-    /* The next EndTxn takes 1.5 s; B joins while A's commit is in flight. */
+    /* The next EndTxn takes 3 s; B joins while A's commit is in flight. */
     rd_kafka_mock_broker_push_request_error_rtts(g_mc, 1, API_END_TXN, 1,
-                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 1500);
+                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 3000);
     produce(IN_TOPIC, 2);
     commit_wait c = {&a, before};
     assert_true(run_until(&loop, committing, &c, WAIT_MS));
@@ -614,7 +617,7 @@ static void test_a_rebalance_during_a_commit_waits_for_the_commit_to_end(void **
     assert_true(run_until(&loop, a_revoked_and_both_running, &p, WAIT_MS));
     /* The revoke was handled after the commit ended, never in the middle of it. */
     tsvc *ta = T(&a);
-    assert_int_equal(ta->drops, 1);
+    assert_true(ta->drops >= 1);
     assert_int_equal(ta->unit_at_drop, HM_UNIT_NONE);
     assert_int_equal(ta->committed_at_drop, before + 1);
     stop_and_wait(&a);
