@@ -55,6 +55,7 @@ typedef struct stash_msg {
 typedef struct part_info {
     int32_t partition;
     int64_t rebuild_until; /* REBUILD: records below this offset rebuild state; -1: live */
+    int64_t checkpoint;    /* CHANGELOG: the offset its changelog's last checkpoint names; -1 */
     int64_t committed;     /* the position sent in the last commit; -1: none yet */
     int64_t last_ts;       /* Kafka timestamp of the last record delivered; -1: none */
 } part_info;
@@ -71,6 +72,8 @@ typedef enum sink_step {
 struct hm_stage_impl {
     /* options (strings owned) */
     hm_stage_shape shape;
+    hm_stage_delivery delivery;
+    hm_stage_offsets offsets; /* resolved: CHANGELOG or GROUP (AUTO never stays) */
     char *input_topic, *group_id, *changelog_topic, *dlq_topic;
     int64_t commit_interval_ms, commit_max_records, sweep_interval_ms, rebuild_window_ms;
     int64_t restore_timeout_ms;
@@ -105,6 +108,15 @@ struct hm_stage_impl {
     uint64_t unit_opened_ms;
     int64_t unit_oldest_ms; /* Kafka timestamp of the unit's oldest record */
     uint64_t unit_sends;
+    bool unit_checkpointed; /* this unit's checkpoint records are sent (commit re-entered) */
+
+    /* offsets in the changelog: the group learns them after each commit, for lag only */
+    bool lag_commit_busy;
+    rd_kafka_topic_partition_list_t *lag_commit_next;
+    /* the loop's own clock: a stall long enough for the group to move our partitions */
+    uv_timer_t watchdog;
+    uint64_t watchdog_last_ms;
+    int64_t stall_limit_ms;
 
     stash_msg *stash;
     size_t n_stash, cap_stash;
@@ -127,7 +139,8 @@ struct hm_stage_impl {
 
     /* metrics */
     hm_gauge *unit_records_g;
-    hm_histogram *input_age, *commit_age;
+    hm_histogram *input_age, *commit_age, *unit_open;
+    hm_counter *stalls;
     hm_counter *suppressed, *sink_failures;
     hm_counter *dead_letters, *dead_letters_truncated, *consume_errors;
 };
@@ -207,7 +220,11 @@ static void set_unit(hm_stage *st, hm_stage_unit to) {
 }
 
 static bool transactional(const struct hm_stage_impl *s) {
-    return s->shape != HM_STAGE_SINK;
+    return s->shape != HM_STAGE_SINK && s->delivery == HM_STAGE_EXACTLY_ONCE;
+}
+
+static bool offsets_in_changelog(const struct hm_stage_impl *s) {
+    return transactional(s) && s->offsets == HM_STAGE_OFFSETS_CHANGELOG;
 }
 
 static void set_error(hm_stage *st, const char *what, const char *msg) {
@@ -258,6 +275,7 @@ static void set_assignment(hm_stage *st, const rd_kafka_topic_partition_list_t *
     for (size_t i = 0; i < s->n_parts; i++)
         s->parts[i] = (part_info){.partition = s->assignment->elems[i].partition,
                                   .rebuild_until = -1,
+                                  .checkpoint = -1,
                                   .committed = -1,
                                   .last_ts = -1};
 }
@@ -478,6 +496,7 @@ static int begin_unit(hm_stage *st) {
     set_unit(st, HM_UNIT_OPEN);
     s->unit_records = 0;
     s->unit_sends = 0;
+    s->unit_checkpointed = false;
     s->unit_opened_ms = uv_now(st->loop);
     s->unit_oldest_ms = INT64_MAX;
     return 0;
@@ -621,6 +640,55 @@ static void rewind_consumer(hm_stage *st) {
 
 static void on_transaction_committed(hm_producer *prod, const hm_txn_result *r, void *ud);
 
+/*
+ * Offsets in the changelog: one checkpoint record per partition this unit moves, to the
+ * changelog partition of the same number, in the same transaction as the outputs and
+ * the state. A restore reads state and position from the same committed transactions.
+ */
+static void write_checkpoints(hm_stage *st, const rd_kafka_topic_partition_list_t *offsets) {
+    struct hm_stage_impl *s = st->impl;
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        part_info *pi = find_part(s, tp->partition);
+        char val[96];
+        int n = snprintf(val, sizeof(val), "{\"offset\":%lld,\"ts\":%lld}", (long long)tp->offset,
+                         (long long)(pi ? pi->last_ts : -1));
+        hm_stage_send(st, s->changelog_topic, tp->partition, HM_STAGE_CHECKPOINT_KEY,
+                      sizeof(HM_STAGE_CHECKPOINT_KEY) - 1, val, (size_t)n, NULL, 0);
+    }
+}
+
+static void on_lag_offsets_committed(hm_consumer *c, int err, const char *reason,
+                                     const rd_kafka_topic_partition_list_t *parts, void *ud) {
+    hm_stage *st = ud;
+    struct hm_stage_impl *s = st->impl;
+    s->lag_commit_busy = false;
+    if (err) hm_log_limited(HM_LOG_WARN, "lag_offsets_commit_failed", 60, HM_LS("error", reason));
+    if (s->lag_commit_next && s->consumer && s->state < HM_STAGE_CLOSING) {
+        rd_kafka_topic_partition_list_t *next = s->lag_commit_next;
+        s->lag_commit_next = NULL;
+        if (hm_consumer_offsets(s->consumer, HM_OFFSETS_COMMIT, next, LOOKUP_TIMEOUT_MS,
+                                on_lag_offsets_committed, st) == 0)
+            s->lag_commit_busy = true;
+        rd_kafka_topic_partition_list_destroy(next);
+    }
+}
+
+/* After a commit, the group learns the positions (outside any transaction) so that lag
+ * tools see them; a restore does not depend on them. One in flight, the latest next. */
+static void commit_lag_offsets(hm_stage *st, const rd_kafka_topic_partition_list_t *offsets) {
+    struct hm_stage_impl *s = st->impl;
+    if (!offsets || !offsets->cnt || !s->consumer) return;
+    if (s->lag_commit_busy) {
+        if (s->lag_commit_next) rd_kafka_topic_partition_list_destroy(s->lag_commit_next);
+        s->lag_commit_next = rd_kafka_topic_partition_list_copy(offsets);
+        return;
+    }
+    if (hm_consumer_offsets(s->consumer, HM_OFFSETS_COMMIT, offsets, LOOKUP_TIMEOUT_MS,
+                            on_lag_offsets_committed, st) == 0)
+        s->lag_commit_busy = true;
+}
+
 /* OPEN -> COMMITTING: the state changes, then the offsets and the commit. */
 static void commit_transaction(hm_stage *st) {
     struct hm_stage_impl *s = st->impl;
@@ -632,14 +700,26 @@ static void commit_transaction(hm_stage *st) {
         st->ops->flush_state(st);
         if (s->n_stash || s->unit != HM_UNIT_OPEN) return; /* wait, or it was doomed */
     }
+    rd_kafka_topic_partition_list_t *offsets = offsets_to_commit(st);
+    if (offsets_in_changelog(s) && !s->unit_checkpointed) {
+        write_checkpoints(st, offsets);
+        s->unit_checkpointed = true;
+        if (s->n_stash || s->unit != HM_UNIT_OPEN) {
+            rd_kafka_topic_partition_list_destroy(offsets);
+            return; /* wait for room, or it was doomed */
+        }
+    }
     set_unit(st, HM_UNIT_COMMITTING);
     update_holds(st);
+    hm_histogram_observe(s->unit_open, (double)(uv_now(st->loop) - s->unit_opened_ms) / 1000.0);
     if (s->state == HM_STAGE_STOPPING)
         hm_producer_set_txn_op_timeout(s->producer, (int)drain_budget_ms(st));
-    rd_kafka_topic_partition_list_t *offsets = offsets_to_commit(st);
+    /* Offsets in the group: AddOffsetsToTxn + TxnOffsetCommit, a round trip to the group
+     * coordinator in the transaction. In the changelog they are already in it. */
+    bool to_group = !offsets_in_changelog(s) && offsets->cnt;
     rd_kafka_consumer_group_metadata_t *cgmd =
-        offsets->cnt ? rd_kafka_consumer_group_metadata(hm_consumer_rk(s->consumer)) : NULL;
-    int rc = hm_producer_txn_commit(s->producer, offsets->cnt ? offsets : NULL, cgmd,
+        to_group ? rd_kafka_consumer_group_metadata(hm_consumer_rk(s->consumer)) : NULL;
+    int rc = hm_producer_txn_commit(s->producer, to_group ? offsets : NULL, cgmd,
                                     on_transaction_committed, st);
     /* What the commit moves, remembered as committed once it succeeded. */
     if (s->unit_offsets) rd_kafka_topic_partition_list_destroy(s->unit_offsets);
@@ -663,6 +743,7 @@ static void on_transaction_committed(hm_producer *prod, const hm_txn_result *r, 
         if (s->unit_oldest_ms != INT64_MAX)
             hm_histogram_observe(s->commit_age, (double)(hm_now_ms() - s->unit_oldest_ms) / 1000.0);
         remember_committed(st, s->unit_offsets);
+        if (offsets_in_changelog(s)) commit_lag_offsets(st, s->unit_offsets);
         s->committed++;
         if (s->state == HM_STAGE_STOPPING) s->drained_records = s->unit_records;
         unit_closed(st, HM_UNIT_NONE);
@@ -709,7 +790,14 @@ static void commit_sink(hm_stage *st) {
     }
     s->sink = SINK_FLUSHING;
     update_holds(st);
-    st->ops->sink_flush(st);
+    if (s->shape == HM_STAGE_SINK) {
+        st->ops->sink_flush(st);
+        return;
+    }
+    /* At least once: the "sink" is our own producer. The state changes go out with the
+     * outputs; the offsets follow once everything is delivered. */
+    if (s->shape == HM_STAGE_CHANGELOG && st->ops->flush_state) st->ops->flush_state(st);
+    hm_stage_sink_done(st, 0, NULL);
 }
 
 static void on_sink_retry(uv_timer_t *t) {
@@ -722,11 +810,11 @@ static void on_sink_retry(uv_timer_t *t) {
 
 void hm_stage_sink_done(hm_stage *st, int err, const char *reason) {
     struct hm_stage_impl *s = st->impl;
-    assert(s->shape == HM_STAGE_SINK && s->sink == SINK_FLUSHING);
+    assert(!transactional(s) && s->sink == SINK_FLUSHING);
     if (err) {
         /* Keep the records (the service keeps its batch), hold the input, retry. */
         set_error(st, "sink", reason ? reason : "flush failed");
-        hm_counter_inc(s->sink_failures);
+        if (s->sink_failures) hm_counter_inc(s->sink_failures);
         s->sink_retry_ms = s->sink_retry_ms ? s->sink_retry_ms * 2 : SINK_RETRY_MIN_MS;
         if (s->sink_retry_ms > SINK_RETRY_MAX_MS) s->sink_retry_ms = SINK_RETRY_MAX_MS;
         hm_log_limited(HM_LOG_WARN, "sink_flush_failed", 60, HM_LS("error", s->last_error),
@@ -934,6 +1022,42 @@ static void on_commit_timer(uv_timer_t *t) {
     step(t->data);
 }
 
+static void rewind_consumer(hm_stage *st);
+
+/*
+ * Offsets in the changelog have no group fence in the transaction (the group coordinator
+ * is not asked), so a member that the group dropped must never commit for partitions it
+ * no longer owns. The group drops a member after session.timeout.ms without heartbeats,
+ * which librdkafka sends from its own thread: that happens when the whole process was
+ * frozen (or the loop blocked past max.poll.interval.ms). The loop sees such a gap on its
+ * own clock, here, before it handles anything fetched before the gap (timers run before
+ * I/O in a loop turn): it then gives up what it holds and restores again, and the group's
+ * verdict (a revoke, or the same partitions) comes meanwhile. A transaction open across
+ * the gap is also aborted by its coordinator (transaction.timeout.ms is kept below the
+ * session timeout), which fences this producer's epoch.
+ */
+static void on_watchdog(uv_timer_t *t) {
+    hm_stage *st = t->data;
+    struct hm_stage_impl *s = st->impl;
+    uint64_t now = uv_now(st->loop), gap = now - s->watchdog_last_ms;
+    s->watchdog_last_ms = now;
+    if ((int64_t)gap < s->stall_limit_ms || s->state != HM_STAGE_RUNNING) return;
+    hm_counter_inc(s->stalls);
+    char why[128];
+    snprintf(why, sizeof(why),
+             "the loop stalled for %.1f s: the group may have moved our partitions",
+             (double)gap / 1000.0);
+    hm_log_error("loop_stalled", HM_LD("seconds", (double)gap / 1000.0),
+                 HM_LS("unit", hm_stage_unit_name(s->unit)));
+    if (s->unit == HM_UNIT_OPEN) {
+        doom_unit(st, "stall", why);
+        step(st);
+    } else if (s->unit == HM_UNIT_NONE) {
+        set_error(st, "stall", why);
+        rewind_consumer(st);
+    } /* COMMITTING / ABORTING: the transaction call's result decides (fenced or not) */
+}
+
 static void on_sweep_timer(uv_timer_t *t) {
     hm_stage *st = t->data;
     struct hm_stage_impl *s = st->impl;
@@ -948,10 +1072,33 @@ static void on_sweep_timer(uv_timer_t *t) {
 
 /* ---- restore -------------------------------------------------------------------- */
 
+static bool is_checkpoint(const rd_kafka_message_t *m) {
+    return m->key_len == sizeof(HM_STAGE_CHECKPOINT_KEY) - 1 &&
+           memcmp(m->key, HM_STAGE_CHECKPOINT_KEY, m->key_len) == 0;
+}
+
+/* A changelog record read back: the framework's checkpoints are its own (whatever the
+ * offsets mode now: a mode may have changed), the rest is the service's state. */
 static void on_restore_message(hm_reader *r, const rd_kafka_message_t *m, void *ud) {
     hm_stage *st = ud;
-    st->ops->restore(st, m);
+    if (!is_checkpoint(m)) {
+        st->ops->restore(st, m);
+        return;
+    }
+    part_info *pi = find_part(st->impl, m->partition);
+    char buf[96];
+    long long off;
+    size_t n = m->len < sizeof(buf) - 1 ? m->len : sizeof(buf) - 1;
+    memcpy(buf, m->payload, n);
+    buf[n] = '\0';
+    if (pi && sscanf(buf, "{\"offset\":%lld", &off) == 1 && off >= 0)
+        pi->checkpoint = off;
+    else
+        hm_log_warn("checkpoint_unreadable", HM_LI("partition", m->partition),
+                    HM_LI("offset", m->offset));
 }
+
+static void resume_after_restore(hm_stage *st);
 
 /* RESTORING -> RUNNING: the consumer gets the partitions (at these offsets). */
 static void assign_partitions(hm_stage *st, const rd_kafka_topic_partition_list_t *at) {
@@ -981,7 +1128,7 @@ static void on_restore_done(hm_reader *r, int err, const char *reason, void *ud)
     }
     hm_log_info("state_restored", HM_LS("topic", s->changelog_topic), HM_LI("records", restored),
                 HM_LI("partitions", s->n_parts));
-    assign_partitions(st, s->assignment);
+    resume_after_restore(st);
 }
 
 /* CHANGELOG: read the changelog partitions (same numbers as ours) to their end. */
@@ -1019,6 +1166,54 @@ static bool lookup_current(lookup *l, hm_stage **st) {
     bool current = l->gen == l->st->impl->restore_gen && l->st->impl->state == HM_STAGE_RESTORING;
     free(l);
     return current;
+}
+
+/*
+ * Where a restored partition goes on: the later of its changelog checkpoint (offsets kept
+ * in the changelog: written with the state, in the same transactions) and the group's
+ * committed offset (offsets kept in the group, or a run in another mode since: at least
+ * once, or group offsets, advance only the group). With neither, librdkafka's
+ * auto.offset.reset decides (a fresh group).
+ */
+static void on_group_offsets_found(hm_consumer *c, int err, const char *reason,
+                                   const rd_kafka_topic_partition_list_t *committed, void *ud) {
+    hm_stage *st;
+    if (!lookup_current(ud, &st)) return;
+    struct hm_stage_impl *s = st->impl;
+    if (err) {
+        set_error(st, "committed_offsets", reason);
+        hm_log_error("restore_lookup_failed", HM_LS("error", reason));
+        hm_service_stop(st->svc, 1);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_copy(s->assignment);
+    for (int i = 0; i < at->cnt; i++) {
+        part_info *pi = find_part(s, at->elems[i].partition);
+        int64_t group = RD_KAFKA_OFFSET_INVALID;
+        for (int j = 0; committed && j < committed->cnt; j++)
+            if (committed->elems[j].partition == at->elems[i].partition &&
+                !committed->elems[j].err && committed->elems[j].offset >= 0)
+                group = committed->elems[j].offset;
+        /* (-1 is "none" for a checkpoint but RD_KAFKA_OFFSET_END for librdkafka) */
+        int64_t from = pi && pi->checkpoint >= 0 && pi->checkpoint > group ? pi->checkpoint : group;
+        at->elems[i].offset = from;
+        if (pi && from >= 0) pi->committed = from;
+        if (pi && pi->checkpoint >= 0 && group >= 0 && pi->checkpoint != group &&
+            !offsets_in_changelog(s))
+            hm_log_info("resume_from_checkpoint", HM_LI("partition", pi->partition),
+                        HM_LI("checkpoint", pi->checkpoint), HM_LI("group", group));
+    }
+    assign_partitions(st, at);
+    rd_kafka_topic_partition_list_destroy(at);
+}
+
+static void resume_after_restore(hm_stage *st) {
+    struct hm_stage_impl *s = st->impl;
+    if (hm_consumer_offsets(s->consumer, HM_OFFSETS_COMMITTED, s->assignment, LOOKUP_TIMEOUT_MS,
+                            on_group_offsets_found, lookup_new(st)) != 0) {
+        set_error(st, "committed_offsets", "cannot start the lookup");
+        hm_service_stop(st->svc, 1);
+    }
 }
 
 static void on_rebuild_start_found(hm_consumer *c, int err, const char *reason,
@@ -1290,7 +1485,8 @@ static void close_clients(hm_stage *st) {
         hm_reader_close(s->restorer, NULL, NULL);
         s->restorer = NULL;
     }
-    s->timers_open = 3;
+    s->timers_open = 4;
+    uv_close((uv_handle_t *)&s->watchdog, on_timer_closed);
     uv_close((uv_handle_t *)&s->commit_timer, on_timer_closed);
     uv_close((uv_handle_t *)&s->sweep_timer, on_timer_closed);
     uv_close((uv_handle_t *)&s->retry_timer, on_timer_closed);
@@ -1341,7 +1537,12 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
         hm_err_set(err, -EINVAL, "stage: unknown shape %d", (int)o->shape);
         return NULL;
     }
-    if (o->commit_interval_ms < 1 || o->commit_max_records < 1 ||
+    if (o->offsets == HM_STAGE_OFFSETS_CHANGELOG && o->shape != HM_STAGE_CHANGELOG) {
+        hm_err_set(err, -EINVAL,
+                   "stage: offsets can be kept in the changelog only by a changelog stage");
+        return NULL;
+    }
+    if (o->commit_interval_ms < 0 || o->commit_max_records < 1 ||
         (o->sweep_interval_ms && !ops->sweep)) {
         hm_err_set(err, -EINVAL, "stage: commit policy must be positive; a sweep needs its hook");
         return NULL;
@@ -1353,6 +1554,10 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
     st->ops = ops;
     st->impl = s;
     s->shape = o->shape;
+    s->delivery = o->delivery;
+    s->offsets = o->offsets != HM_STAGE_OFFSETS_AUTO ? o->offsets
+                 : o->shape == HM_STAGE_CHANGELOG    ? HM_STAGE_OFFSETS_CHANGELOG
+                                                     : HM_STAGE_OFFSETS_GROUP;
     s->input_topic = hm_xstrdup(o->input_topic);
     s->group_id = hm_xstrdup(o->group_id);
     s->changelog_topic = o->changelog_topic ? hm_xstrdup(o->changelog_topic) : NULL;
@@ -1363,7 +1568,10 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
     s->rebuild_window_ms = o->rebuild_window_ms;
     s->restore_timeout_ms =
         o->restore_timeout_ms ? o->restore_timeout_ms : DEFAULT_RESTORE_TIMEOUT_MS;
-    s->transaction_timeout_ms = o->transaction_timeout_ms;
+    /* Offsets in the changelog: a dropped member's open transaction must be aborted (and
+     * its producer fenced) before the group can give its partitions away, so the
+     * transaction timeout stays below the consumer's session timeout (10 s). */
+    s->transaction_timeout_ms = o->transaction_timeout_ms ? o->transaction_timeout_ms : 6000;
     s->state = HM_STAGE_INIT;
     s->unit = HM_UNIT_NONE;
     snprintf(s->txn_id, sizeof(s->txn_id), "%s-%s", svc->name,
@@ -1400,6 +1608,18 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
         "Dead letters cut to the producer's message size (headers give the original size; the "
         "whole record stays at its source offset).",
         NULL));
+    snprintf(name, sizeof(name), "%s_transaction_open_seconds", prefix);
+    s->unit_open = hm_metrics_histogram_child(hm_metrics_histogram(
+        m, name,
+        "How long a transaction (or batch) was open before its commit began: the wait a "
+        "record adds before the commit itself.",
+        NULL, hm_latency_buckets, hm_latency_buckets_n));
+    snprintf(name, sizeof(name), "%s_loop_stalls_total", prefix);
+    s->stalls = hm_metrics_counter_child(hm_metrics_counter(
+        m, name,
+        "Gaps in the loop's progress long enough for the group to move partitions; each one "
+        "aborts the open transaction and restores again (offsets in the changelog).",
+        NULL));
     if (s->shape == HM_STAGE_REBUILD) {
         snprintf(name, sizeof(name), "%s_rebuild_sends_suppressed_total", prefix);
         s->suppressed = hm_metrics_counter_child(hm_metrics_counter(
@@ -1413,15 +1633,18 @@ hm_stage *hm_stage_new(hm_service *svc, const hm_stage_opts *o, const hm_stage_o
     return st;
 }
 
+/* An integer property of a client's effective configuration, or def. */
+static long long conf_int(rd_kafka_t *rk, const char *name, long long def) {
+    char buf[32];
+    size_t n = sizeof(buf);
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), name, buf, &n) != RD_KAFKA_CONF_OK) return def;
+    return atoll(buf);
+}
+
 /* The largest dead-letter value the producer accepts whole: its message.max.bytes
  * (librdkafka's default 1,000,000, or what kafka.properties set) less the headroom. */
 static size_t dlq_limit(hm_producer *p) {
-    char buf[32];
-    size_t n = sizeof(buf);
-    long long max = 1000000;
-    if (rd_kafka_conf_get(rd_kafka_conf(hm_producer_rk(p)), "message.max.bytes", buf, &n) ==
-        RD_KAFKA_CONF_OK)
-        max = atoll(buf);
+    long long max = conf_int(hm_producer_rk(p), "message.max.bytes", 1000000);
     return max > 2 * DLQ_HEADROOM_BYTES ? (size_t)(max - DLQ_HEADROOM_BYTES) : DLQ_HEADROOM_BYTES;
 }
 
@@ -1459,12 +1682,35 @@ int hm_stage_start(hm_stage *st, hm_err *err) {
         s->producer = NULL;
         return rc;
     }
+    if (offsets_in_changelog(s)) {
+        long long session = conf_int(hm_consumer_rk(s->consumer), "session.timeout.ms", 10000);
+        long long txn = conf_int(hm_producer_rk(s->producer), "transaction.timeout.ms", 60000);
+        if (txn >= session) {
+            hm_consumer_close(s->consumer, NULL, NULL);
+            hm_producer_close(s->producer, 0, NULL, NULL);
+            s->consumer = NULL;
+            s->producer = NULL;
+            return hm_err_set(err, -EINVAL,
+                              "kafka: transaction.timeout.ms (%lld) must be below the consumer's "
+                              "session.timeout.ms (%lld) when offsets are kept in the changelog: "
+                              "a member the group drops must have been fenced first",
+                              txn, session);
+        }
+        s->stall_limit_ms = session / 2;
+    }
     /* From here the service's stop closes what was opened. */
     uv_timer_init(st->loop, &s->commit_timer);
     uv_timer_init(st->loop, &s->sweep_timer);
     uv_timer_init(st->loop, &s->retry_timer);
-    s->commit_timer.data = s->sweep_timer.data = s->retry_timer.data = st;
+    uv_timer_init(st->loop, &s->watchdog);
+    s->commit_timer.data = s->sweep_timer.data = s->retry_timer.data = s->watchdog.data = st;
+    if (s->stall_limit_ms > 0) {
+        s->watchdog_last_ms = uv_now(st->loop);
+        uv_timer_start(&s->watchdog, on_watchdog, 100, 100);
+    }
     uint64_t tick = (uint64_t)(s->commit_interval_ms > 10 ? s->commit_interval_ms / 2 : 5);
+    /* (With an interval of 0 a unit commits at the end of each fetch batch and whenever
+     * the previous commit ends; the timer only catches a unit a batch end missed.) */
     uv_timer_start(&s->commit_timer, on_commit_timer, tick, tick);
     if (s->sweep_interval_ms > 0)
         uv_timer_start(&s->sweep_timer, on_sweep_timer, (uint64_t)s->sweep_interval_ms,
@@ -1497,6 +1743,7 @@ void hm_stage_free(hm_stage *st) {
     free(s->stash);
     if (s->assignment) rd_kafka_topic_partition_list_destroy(s->assignment);
     if (s->unit_offsets) rd_kafka_topic_partition_list_destroy(s->unit_offsets);
+    if (s->lag_commit_next) rd_kafka_topic_partition_list_destroy(s->lag_commit_next);
     free(s->parts);
     free(s->input_topic);
     free(s->group_id);

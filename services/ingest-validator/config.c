@@ -40,10 +40,19 @@ static const hm_cfg_key k_validator_keys[] = {
      0, -1, "compacted topic holding the per-key check state (restored after a restart)"},
     {"validator.group_id", HM_CFG_STR, VC(group_id), "ingest-validator", 0, 0, -1,
      "Kafka consumer group of the validator instances"},
-    {"validator.commit_interval_ms", HM_CFG_INT, VC(commit_interval_ms), "5", RL, 1, 60000,
-     "commit the open transaction at least every N ms"},
+    {"validator.commit_interval_ms", HM_CFG_INT, VC(commit_interval_ms), "5", RL, 0, 60000,
+     "commit the open transaction at least every N ms; 0: as soon as the previous commit "
+     "ended and records are pending"},
     {"validator.commit_max_records", HM_CFG_INT, VC(commit_max_records), "20000", RL, 1, 1000000,
      "... or once it holds this many input records"},
+    {"validator.delivery", HM_CFG_STR, VC(delivery), "exactly_once", 0, 0, -1,
+     "exactly_once: quality records, state and offsets in one Kafka transaction; "
+     "at_least_once: no transactions (lower latency; a crash repeats the records since the "
+     "last commit, their outputs twice)"},
+    {"validator.offsets", HM_CFG_STR, VC(offsets), "changelog", 0, 0, -1,
+     "exactly_once: where the input offsets are kept: changelog (checkpoint records in the "
+     "transaction; the group learns them after, for lag) or group (send_offsets_to_"
+     "transaction: a group-coordinator round trip per transaction)"},
     {"validator.freshness_clock", HM_CFG_STR, VC(freshness_clock), "ingest", 0, 0, -1,
      "ingest: judge freshness against the Kafka record timestamp; event: against the "
      "symbol's watermark (replay always uses event)"},
@@ -180,6 +189,14 @@ static int validate(void *cfg, const char *path, hm_err *err) {
         if (!v || !*v)
             return hm_err_set(err, -EINVAL, "%s: %s: must not be empty", file, topics[i].name);
     }
+    if (!c->delivery ||
+        (strcmp(c->delivery, "exactly_once") != 0 && strcmp(c->delivery, "at_least_once") != 0))
+        return hm_err_set(err, -EINVAL,
+                          "%s: validator.delivery: '%s' is not exactly_once or at_least_once", file,
+                          c->delivery ? c->delivery : "");
+    if (!c->offsets || (strcmp(c->offsets, "changelog") != 0 && strcmp(c->offsets, "group") != 0))
+        return hm_err_set(err, -EINVAL, "%s: validator.offsets: '%s' is not changelog or group",
+                          file, c->offsets ? c->offsets : "");
     if (!c->freshness_clock ||
         (strcmp(c->freshness_clock, "ingest") != 0 && strcmp(c->freshness_clock, "event") != 0))
         return hm_err_set(err, -EINVAL,

@@ -58,6 +58,8 @@ typedef struct iv_config {
     char *group_id;        /* validator.group_id */
     int64_t commit_interval_ms;
     int64_t commit_max_records;
+    char *delivery;        /* "exactly_once" | "at_least_once" */
+    char *offsets;         /* "changelog" | "group" */
     char *freshness_clock; /* "ingest" | "event" */
     bool event_clock;      /* derived: freshness_clock == "event" */
     iv_checks checks;

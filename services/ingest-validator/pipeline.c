@@ -211,6 +211,11 @@ int iv_pipeline_start(hm_service *svc, iv_config *cfg, hm_stage **out, hm_err *e
                        .changelog_topic = cfg->changelog_topic,
                        .dlq_topic = cfg->dlq_topic,
                        .metrics_prefix = "himari_validator",
+                       .delivery = strcmp(cfg->delivery, "at_least_once") == 0
+                                       ? HM_STAGE_AT_LEAST_ONCE
+                                       : HM_STAGE_EXACTLY_ONCE,
+                       .offsets = strcmp(cfg->offsets, "group") == 0 ? HM_STAGE_OFFSETS_GROUP
+                                                                     : HM_STAGE_OFFSETS_CHANGELOG,
                        .commit_interval_ms = cfg->commit_interval_ms,
                        .commit_max_records = cfg->commit_max_records,
                        .sweep_interval_ms = SWEEP_EVERY_MS};
@@ -226,7 +231,8 @@ int iv_pipeline_start(hm_service *svc, iv_config *cfg, hm_stage **out, hm_err *e
     if (rc == 0)
         hm_log_info("pipeline_started", HM_LS("input", cfg->input_topic),
                     HM_LS("output", cfg->output_topic), HM_LS("group", cfg->group_id),
-                    HM_LS("freshness_clock", cfg->event_clock ? "event" : "ingest"));
+                    HM_LS("freshness_clock", cfg->event_clock ? "event" : "ingest"),
+                    HM_LS("delivery", cfg->delivery), HM_LS("offsets", cfg->offsets));
     return rc;
 }
 

@@ -533,6 +533,50 @@ test_abort_forgets_the_unit_state_restores_again_and_reads_the_records_again(voi
     close_loop(&loop);
 }
 
+static bool committed_all(void *ud) {
+    want *w = ud;
+    return T(w->f)->processed >= w->processed && hm_stage_get_unit(w->f->st) == HM_UNIT_NONE &&
+           committed_count(w->f->st) > 0;
+}
+
+static bool rewound_and_caught_up(void *ud) {
+    want *w = ud;
+    hm_control_status cs = {0};
+    hm_stage_control_hooks.status(w->f->st, &cs);
+    return cs.transactions_aborted == 1 && T(w->f)->restored_calls == 2 &&
+           T(w->f)->seen[0][14] >= 1 && T(w->f)->seen[1][14] >= 1 &&
+           hm_stage_get_state(w->f->st) == HM_STAGE_RUNNING;
+}
+
+static void
+test_a_rewind_resumes_at_the_checkpoint_the_last_commit_wrote_in_the_changelog(void **state) {
+    produce(IN_TOPIC, 20); /* offsets 0..9 on each partition */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    fixture f;
+    hm_stage_opts o = {.shape = HM_STAGE_CHANGELOG, .changelog_topic = CHANGELOG_TOPIC};
+    fixture_start(&f, &loop, "a", &o, &k_changelog_ops);
+    want w = {&f, 20};
+    assert_true(run_until(&loop, committed_all, &w, WAIT_MS));
+    /* The next unit fails at p0@10; the rewind must resume each partition at the offset
+     * the last committed unit's checkpoint names (10), not at its start. (The mock
+     * cluster keeps no transactional group offsets: the checkpoint is all there is.) */
+    T(&f)->fail_partition = 0;
+    T(&f)->fail_offset = 10;
+    produce(IN_TOPIC, 10); /* offsets 10..14 */
+    assert_true(run_until(&loop, rewound_and_caught_up, &w, WAIT_MS));
+    tsvc *t = T(&f);
+    for (int p = 0; p < PARTITIONS; p++)
+        for (int off = 0; off < 10; off++)
+            assert_int_equal(t->seen[p][off], 1); /* committed once, never read again */
+    assert_int_equal(t->seen[0][10], 2);          /* in the aborted unit, and after */
+    stop_and_wait(&f);
+    fixture_free(&f);
+    close_loop(&loop);
+    /* Each committed unit wrote one checkpoint per partition it moved. */
+    assert_true(count_records(CHANGELOG_TOPIC, PARTITIONS) >= 2 + 2);
+}
+
 typedef struct pair {
     fixture *a, *b;
 } pair;
@@ -827,6 +871,9 @@ int main(void) {
             mock_setup, mock_teardown),
         cmocka_unit_test_setup_teardown(
             test_abort_forgets_the_unit_state_restores_again_and_reads_the_records_again,
+            mock_setup, mock_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_rewind_resumes_at_the_checkpoint_the_last_commit_wrote_in_the_changelog,
             mock_setup, mock_teardown),
         cmocka_unit_test_setup_teardown(
             test_revoke_with_an_open_unit_commits_it_before_the_state_is_dropped, mock_setup,

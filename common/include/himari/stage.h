@@ -14,10 +14,11 @@
  * shapes share the machine (docs/ARCHITECTURE.md, "The stage framework"):
  *
  *   HM_STAGE_CHANGELOG  transactional outputs and a changelog of the state, written in
- *                       the same Kafka transaction as the outputs and the consumed
- *                       offsets; a new owner reads the changelog partitions (same
- *                       numbers as the input's) to their end before it processes.
- *                       (ingest-validator)
+ *                       the same Kafka transaction as the outputs, with checkpoint
+ *                       records naming the consumed offsets (or those sent to the group
+ *                       coordinator in it: HM_STAGE_OFFSETS_GROUP); a new owner reads the
+ *                       changelog partitions (same numbers as the input's) to their end
+ *                       and resumes where the checkpoints say. (ingest-validator)
  *   HM_STAGE_REBUILD    transactional outputs; the state is rebuilt from the input
  *                       itself: a new owner seeks to the committed offset minus the
  *                       longest window (rebuild_window_ms, by record timestamp), feeds
@@ -107,6 +108,27 @@ enum {
     HM_STAGE_HOLD_STOPPING = 1u << 5, /* a stop or revoke is under way */
 };
 
+/** What a transactional shape promises downstream. */
+typedef enum hm_stage_delivery {
+    HM_STAGE_EXACTLY_ONCE = 0, /* outputs, state and offsets in one Kafka transaction */
+    HM_STAGE_AT_LEAST_ONCE,    /* no transactions: outputs are visible when delivered; the
+                                  offsets follow the deliveries, so a crash repeats the
+                                  records since the last commit (outputs twice, state
+                                  changes applied again) */
+} hm_stage_delivery;
+
+/** Where an exactly-once stage keeps its input offsets (see docs/ARCHITECTURE.md). */
+typedef enum hm_stage_offsets {
+    HM_STAGE_OFFSETS_AUTO = 0,  /* in the changelog when the shape has one, else in the group */
+    HM_STAGE_OFFSETS_CHANGELOG, /* checkpoint records in the changelog, in the transaction; the
+                                   group gets them after the commit, for lag only */
+    HM_STAGE_OFFSETS_GROUP,     /* send_offsets_to_transaction: a round trip to the group
+                                   coordinator in every transaction */
+} hm_stage_offsets;
+
+/** A changelog key of the framework's own (a service's keys must not start with '!'). */
+#define HM_STAGE_CHECKPOINT_KEY "!offset"
+
 typedef struct hm_stage hm_stage;
 
 /** One input record as the service sees it. */
@@ -163,7 +185,10 @@ typedef struct hm_stage_opts {
     const char *changelog_topic; /* CHANGELOG: same partition count as the input */
     const char *dlq_topic;       /* where hm_stage_send_dlq puts records; NULL: none */
     const char *metrics_prefix;  /* "himari_validator": <prefix>_transaction_records, ... */
-    int64_t commit_interval_ms;  /* close a unit at least this often */
+    hm_stage_delivery delivery;  /* transactional shapes; sinks are at least once by nature */
+    hm_stage_offsets offsets;    /* exactly once: where the input offsets are kept */
+    int64_t commit_interval_ms;  /* close a unit at least this often; 0: as soon as the
+                                    previous commit ended and something is pending */
     int64_t commit_max_records;  /* ... or when it holds this many input records */
     int64_t sweep_interval_ms;   /* 0: no sweep */
     int64_t rebuild_window_ms;   /* REBUILD: longest window; -1: the whole retained log */
