@@ -8,16 +8,21 @@
   latency     produce at a fixed rate (default 10,000/s) with the send time embedded in
               each tick; a read_committed consumer of quality_scores measures
               receive time - send time (produce -> validate -> transaction commit ->
-              visible downstream), reported as p50/p99/p99.9.
+              visible downstream), reported as p50/p99/p99.9, with the breakdown by
+              stage: sent -> judged (the quality record's processed_at: broker append,
+              fetch, queueing, judging), judged -> visible (waiting in the open
+              transaction, the commit, its markers, the consumer's fetch), and from the
+              validator's own histograms the open time and the commit call.
 
 Needs the test stack's Kafka (scripts/stack.sh start kafka with HIMARI_PROFILE=test) or
 --bootstrap. Prints a table and one JSON line per measurement.
 
   .cache/venv/bin/python bench/validator_kafka_bench.py throughput [--records 1000000]
   .cache/venv/bin/python bench/validator_kafka_bench.py latency [--rate 10000] [--seconds 30]
-      [--commit-interval-ms 100]
+      [--commit-interval-ms 0] [--offsets changelog|group] [--delivery at_least_once]
 """
 import argparse
+import datetime
 import json
 import multiprocessing as mp
 import os
@@ -61,8 +66,10 @@ class Topics:
     def __getitem__(self, k):
         return self.names[k][0]
 
-    def env(self, bootstrap, commit_interval_ms):
+    def env(self, bootstrap, commit_interval_ms, offsets=None, delivery=None):
         return {"HIMARI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                **({"HIMARI_VALIDATOR_OFFSETS": offsets} if offsets else {}),
+                **({"HIMARI_VALIDATOR_DELIVERY": delivery} if delivery else {}),
                 "HIMARI_SERVICE_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:6]}",
                 "HIMARI_VALIDATOR_INPUT_TOPIC": self["raw"],
                 "HIMARI_VALIDATOR_OUTPUT_TOPIC": self["quality"],
@@ -71,7 +78,7 @@ class Topics:
                 "HIMARI_VALIDATOR_CHANGELOG_TOPIC": self["changelog"],
                 "HIMARI_VALIDATOR_GROUP_ID": self.group,
                 **({"HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": str(commit_interval_ms)}
-                   if commit_interval_ms else {}),
+                   if commit_interval_ms >= 0 else {}),
                 "HIMARI_LOG_LEVEL": "warn"}
 
     def delete(self):
@@ -88,6 +95,31 @@ def metric(port, name):
         if line.startswith(name) and line[len(name)] in " {":
             total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
     return total or 0.0
+
+
+def histogram_quantiles(port, name, labels=""):
+    """p50/p99/p99.9 (ms) of one of our Prometheus histograms (the series whose labels
+    contain `labels`), interpolated within its buckets."""
+    buckets = []
+    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + "_bucket{") and labels in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le),
+                            float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    out = {}
+    for q in (0.5, 0.99, 0.999):
+        out[q] = None
+        want, lo_bound, lo_count = q * total, 0.0, 0.0
+        for bound, count in buckets if total else []:
+            if count >= want:
+                top = lo_bound if bound == float("inf") else bound
+                frac = (want - lo_count) / (count - lo_count) if count > lo_count else 1
+                out[q] = round((lo_bound + frac * (top - lo_bound)) * 1000, 2)
+                break
+            lo_bound, lo_count = bound, count
+    return out
 
 
 def start_validator(env):
@@ -170,7 +202,7 @@ def _consume_latencies(bootstrap, topic, expected, out_q, stop_at, measure_from_
                   "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "fetch.wait.max.ms": 5})
     c.subscribe([topic])
-    lat, when = [], []
+    lat, when, to_judged, to_visible = [], [], [], []
     received = 0
     while received < expected and time.time() < stop_at:
         msg = c.poll(0.1)
@@ -185,13 +217,19 @@ def _consume_latencies(bootstrap, topic, expected, out_q, stop_at, measure_from_
                 continue  # warm-up: the first transactions set up partitions, metadata
             lat.append((now_ns - sent) / 1e6)
             when.append(now_ns)
+            judged = rec.get("processed_at")
+            if judged:  # the validator's clock: the same machine's
+                j_ns = datetime.datetime.fromisoformat(judged.replace("Z", "+00:00")) \
+                    .timestamp() * 1e9
+                to_judged.append((j_ns - sent) / 1e6)
+                to_visible.append((now_ns - j_ns) / 1e6)
     c.close()
     # The worst second too: a tail spread evenly differs from one burst.
     by_second = {}
     for t, v in zip(when, lat):
         by_second.setdefault((t - when[0]) // 1_000_000_000, []).append(v)
     worst = sorted((round(max(v), 1), s) for s, v in by_second.items())[-3:] if when else []
-    out_q.put((lat, worst, received))
+    out_q.put((lat, worst, received, sorted(to_judged), sorted(to_visible)))
 
 
 def _eos_peer(bootstrap, raw, quality, group, stop_at):
@@ -225,9 +263,11 @@ def _eos_peer(bootstrap, raw, quality, group, stop_at):
 def latency(args):
     topics = Topics(args.bootstrap)
     proc = port = None
+    stages = {}
     try:
         if not args.peer:
-            proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms))
+            proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms,
+                                                    args.offsets, args.delivery))
         elif args.peer == "eos":
             proc = mp.Process(target=_eos_peer, args=(args.bootstrap, topics["raw"],
                                                       topics["quality"], topics.group,
@@ -285,7 +325,8 @@ def latency(args):
         if args.peer == "txn":
             p.commit_transaction()
         p.flush(30)
-        lat, worst, received = q.get(timeout=args.seconds + args.warmup + 90)
+        lat, worst, received, to_judged, to_visible = q.get(
+            timeout=args.seconds + args.warmup + 90)
         lat = sorted(lat)
         consumer.join()
         txn_n = txn_le25 = txn_le100 = txn_s = 0
@@ -298,19 +339,33 @@ def latency(args):
             txn_le100 = metric(port,
                                'himari_kafka_transaction_seconds_bucket{op="commit",le="0.1"}')
             txn_s = metric(port, 'himari_kafka_transaction_seconds_sum{op="commit"}')
+            stages["open_ms"] = histogram_quantiles(port,
+                                                    "himari_validator_transaction_open_seconds")
+            stages["commit_call_ms"] = histogram_quantiles(
+                port, "himari_kafka_transaction_seconds", 'op="commit"')
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
     finally:
         topics.delete()
 
-    def pct(x):
-        return round(lat[min(len(lat) - 1, int(len(lat) * x))], 2)
+    def pct(x, v=None):
+        v = lat if v is None else v
+        return round(v[min(len(v) - 1, int(len(v) * x))], 2) if v else None
+
+    stages["sent_to_judged_ms"] = {q: pct(q, to_judged) for q in (0.5, 0.99, 0.999)}
+    stages["judged_to_visible_ms"] = {q: pct(q, to_visible) for q in (0.5, 0.99, 0.999)}
+    print(f"{'stage':<26}{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}", file=sys.stderr)
+    for k, v in stages.items():
+        print(f"{k:<26}" + "".join(f"{'' if v.get(q) is None else v[q]:>10}"
+                                   for q in (0.5, 0.99, 0.999)), file=sys.stderr)
 
     print(json.dumps({"bench": f"peer_{args.peer}_latency" if args.peer else "validator_eos_latency",
                       "rate": args.rate,
                       "records": total, "received": received, "measured": len(lat),
                       "warmup_s": args.warmup,
                       "commit_interval_ms": args.commit_interval_ms,
+                      "offsets": args.offsets, "delivery": args.delivery,
+                      "stages": {k: {str(q): x for q, x in v.items()} for k, v in stages.items()},
                       "commits": int(txn_n),
                       "commit_avg_ms": round(1000 * txn_s / txn_n, 2) if txn_n else None,
                       "commits_over_25ms": int(txn_n - txn_le25),
@@ -336,8 +391,12 @@ def main():
                          "without our code)")
     ap.add_argument("--warmup", type=int, default=3,
                     help="latency: seconds of load at the start left out of the figures")
-    ap.add_argument("--commit-interval-ms", type=int, default=0,
-                    help="validator.commit_interval_ms; 0: the service's default")
+    ap.add_argument("--commit-interval-ms", type=int, default=-1,
+                    help="validator.commit_interval_ms; -1: the service's default")
+    ap.add_argument("--offsets", choices=["changelog", "group"], default=None,
+                    help="validator.offsets (default: the service's)")
+    ap.add_argument("--delivery", choices=["exactly_once", "at_least_once"], default=None,
+                    help="validator.delivery (default: the service's)")
     args = ap.parse_args()
     throughput(args) if args.mode == "throughput" else latency(args)
 

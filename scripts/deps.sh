@@ -21,7 +21,7 @@ readonly APT_PACKAGES=(
 	redis-server postgresql-15 prometheus
 	clang-format cppcheck shellcheck docker-compose ansible
 	python3-venv openjdk-17-jre-headless maven
-	curl procps iproute2
+	curl procps iproute2 gdb
 )
 readonly POM="$HIMARI_ROOT/scripts/java/kafka/pom.xml"
 readonly REQUIREMENTS="$HIMARI_ROOT/tests/integration/requirements.txt"

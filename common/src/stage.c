@@ -644,8 +644,11 @@ static void on_transaction_committed(hm_producer *prod, const hm_txn_result *r, 
  * Offsets in the changelog: one checkpoint record per partition this unit moves, to the
  * changelog partition of the same number, in the same transaction as the outputs and
  * the state. A restore reads state and position from the same committed transactions.
+ * Never inlined: the EOS tests stop the process here (gdb) to kill it between a unit's
+ * outputs and its offsets.
  */
-static void write_checkpoints(hm_stage *st, const rd_kafka_topic_partition_list_t *offsets) {
+__attribute__((noinline)) static void
+write_checkpoints(hm_stage *st, const rd_kafka_topic_partition_list_t *offsets) {
     struct hm_stage_impl *s = st->impl;
     for (int i = 0; i < offsets->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &offsets->elems[i];

@@ -6,6 +6,7 @@ run, after kill -9 at random moments, and when a second instance dies and its pa
 (and their state) move to the first."""
 import json
 import random
+import subprocess
 import time
 
 import pytest
@@ -76,6 +77,38 @@ def test_kill_9_three_times_under_load_output_still_equals_replay(kafka, topics,
         svc.kill9()
         # The same instance id: its transactional id fences the killed process and aborts
         # its open transaction; static membership gives it the same partitions back.
+        svc = service_factory("ingest-validator", env=env)
+        svc.wait_ready(timeout=60)
+    _wait_produced(producer)
+    got = consume_all(kafka, topics.quality, COUNT, timeout=240)
+    assert_equal_to_replay(got, expected)
+    assert svc.stop() == 0, svc.tail()
+
+
+def kill_9_at(svc, function: str, timeout: float = 60):
+    """Let the service run until it enters `function`, and kill it there (SIGKILL from
+    gdb, the process stopped at the breakpoint): a kill -9 aimed at one moment."""
+    run = subprocess.run(["gdb", "-batch", "-nx", "-p", str(svc.proc.pid),
+                          "-ex", f"break {function}", "-ex", "continue", "-ex", "kill"],
+                         capture_output=True, text=True, timeout=timeout)
+    assert f"in {function}" in run.stdout or "Breakpoint 1," in run.stdout, run.stdout[-2000:]
+    svc.proc.wait(30)
+    svc.logf.close()
+
+
+def test_kill_9_between_the_outputs_and_the_offsets_of_a_transaction(kafka, topics, corpus,
+                                                                    service_factory):
+    """The moment a transaction holds its outputs and state but not yet its offsets (the
+    checkpoint records): killed there three times under load, the output still equals
+    the replay, exactly once."""
+    ticks, _labels, expected = corpus
+    env = topics.env(kafka, "eos-aimed")
+    svc = service_factory("ingest-validator", env=env)
+    svc.wait_ready()
+    producer = produce_file(kafka, topics.raw, ticks, rate=12_000)
+    for _ in range(3):
+        time.sleep(2.0)
+        kill_9_at(svc, "write_checkpoints")
         svc = service_factory("ingest-validator", env=env)
         svc.wait_ready(timeout=60)
     _wait_produced(producer)
