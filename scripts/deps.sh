@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh - installs what building, testing and `make run` need on a Debian 12 machine:
-# Debian packages, the Apache Kafka jars (scripts/java/kafka/pom.xml -> $HIMARI_KAFKA_LIB) and
+# Debian packages, librdkafka built from source (scripts/build-librdkafka.sh ->
+# $HIMARI_RDKAFKA_PREFIX), the Apache Kafka jars (scripts/java/kafka/pom.xml -> $HIMARI_KAFKA_LIB) and
 # the integration tests' Python venv ($HIMARI_VENV). Idempotent: each step checks first and a
 # second run only prints "==> deps: all present".
 #
@@ -15,7 +16,7 @@ set -euo pipefail
 
 readonly APT_PACKAGES=(
 	build-essential cmake ninja-build pkg-config
-	libuv1-dev librdkafka-dev libhiredis-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
+	libuv1-dev libssl-dev zlib1g-dev libhiredis-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
 	libgrpc-dev libh2o-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev
 	libzstd-dev
 	redis-server postgresql-15 prometheus
@@ -67,6 +68,8 @@ step_apt() {
 			missing+=("$pkg")
 		fi
 	done
+	# cargo fetches librdkafka's source: rustup's when present, else Debian's.
+	command -v cargo >/dev/null 2>&1 || missing+=(cargo)
 	if [[ ${#missing[@]} -eq 0 ]]; then
 		return 0
 	fi
@@ -75,6 +78,12 @@ step_apt() {
 	as_root apt-get update -q || hm_die "apt-get update failed"
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		"${missing[@]}" || hm_die "apt-get install failed for: ${missing[*]}"
+}
+
+step_librdkafka() {
+	"$HIMARI_ROOT/scripts/build-librdkafka.sh" --check && return 0
+	changed=1
+	"$HIMARI_ROOT/scripts/build-librdkafka.sh" || hm_die "librdkafka could not be built"
 }
 
 step_kafka_jars() {
@@ -153,6 +162,7 @@ if [[ $do_apt -eq 1 ]]; then
 	step_apt
 fi
 if [[ $do_rest -eq 1 ]]; then
+	step_librdkafka
 	step_kafka_jars
 	step_venv
 fi

@@ -1734,7 +1734,7 @@ int hm_stage_start(hm_stage *st, hm_err *err) {
     }
     hm_log_info("stage_started", HM_LS("input", s->input_topic), HM_LS("group", s->group_id),
                 HM_LS("transactional_id", transactional(s) ? s->txn_id : ""),
-                HM_LI("shape", s->shape));
+                HM_LI("shape", s->shape), HM_LS("librdkafka", rd_kafka_version_str()));
     return 0;
 }
 
@@ -1775,7 +1775,7 @@ void hm_stage_release(hm_stage *st) {
 }
 
 void hm_stage_set_commit_policy(hm_stage *st, int64_t interval_ms, int64_t max_records) {
-    st->impl->commit_interval_ms = interval_ms > 0 ? interval_ms : 1;
+    st->impl->commit_interval_ms = interval_ms > 0 ? interval_ms : 0;
     st->impl->commit_max_records = max_records > 0 ? max_records : 1;
     hm_log_info("commit_policy", HM_LI("commit_interval_ms", st->impl->commit_interval_ms),
                 HM_LI("commit_max_records", st->impl->commit_max_records));

@@ -1,0 +1,1 @@
+// Empty: this package only fetches the librdkafka source (see Cargo.toml).
