@@ -9,10 +9,17 @@
               each tick; a read_committed consumer of quality_scores measures
               receive time - send time (produce -> validate -> transaction commit ->
               visible downstream), reported as p50/p99/p99.9, with the breakdown by
-              stage: sent -> judged (the quality record's processed_at: broker append,
-              fetch, queueing, judging), judged -> visible (waiting in the open
-              transaction, the commit, its markers, the consumer's fetch), and from the
-              validator's own histograms the open time and the commit call.
+              stage, each stamp on the one machine's clock:
+                sent_to_appended     producer -> broker append (the raw topic uses
+                                     LogAppendTime; the delivery report carries it)
+                appended_to_consumed broker append -> the validator takes the record
+                                     (its input_age histogram: fetch and queueing)
+                sent_to_judged       to the quality record's processed_at
+                judged_to_visible    waiting in the open transaction, the commit, its
+                                     markers, the downstream consumer's fetch
+                produced_to_visible  from the quality record's own CreateTime (ms)
+                open, commit_call    the validator's histograms: how long a transaction
+                                     stays open, how long its commit call takes
 
 Needs the test stack's Kafka (scripts/stack.sh start kafka with HIMARI_PROFILE=test) or
 --bootstrap. Prints a table and one JSON line per measurement.
@@ -20,9 +27,13 @@ Needs the test stack's Kafka (scripts/stack.sh start kafka with HIMARI_PROFILE=t
   .cache/venv/bin/python bench/validator_kafka_bench.py throughput [--records 1000000]
   .cache/venv/bin/python bench/validator_kafka_bench.py latency [--rate 10000] [--seconds 30]
       [--commit-interval-ms 0] [--offsets changelog|group] [--delivery at_least_once]
+  .cache/venv/bin/python bench/validator_kafka_bench.py cpu --rate 2000 --seconds 30
+      (the make run shape: himari-sim -> validator; CPU seconds per 1,000 records of the
+      broker, the validator and the feed; HIMARI_BUILD_DIR picks the build)
 """
 import argparse
 import datetime
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -52,7 +63,10 @@ class Topics:
     def __init__(self, bootstrap):
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         tag = uuid.uuid4().hex[:8]
-        self.names = {"raw": (f"bench-raw-{tag}", 12, {}),
+        # The raw topic stamps each record with the broker's append time (LogAppendTime):
+        # the producer's delivery report then carries it, and the validator's input_age
+        # histogram measures append -> consumed.
+        self.names = {"raw": (f"bench-raw-{tag}", 12, {"message.timestamp.type": "LogAppendTime"}),
                       "quality": (f"bench-quality-{tag}", 6, {}),
                       "dlq": (f"bench-dlq-{tag}", 3, {}),
                       "events": (f"bench-events-{tag}", 3, {}),
@@ -79,7 +93,7 @@ class Topics:
                 "HIMARI_VALIDATOR_GROUP_ID": self.group,
                 **({"HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": str(commit_interval_ms)}
                    if commit_interval_ms >= 0 else {}),
-                "HIMARI_LOG_LEVEL": "warn"}
+                "HIMARI_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warn")}
 
     def delete(self):
         for f in self.admin.delete_topics([n for n, _, _ in self.names.values()]).values():
@@ -202,7 +216,7 @@ def _consume_latencies(bootstrap, topic, expected, out_q, stop_at, measure_from_
                   "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "fetch.wait.max.ms": 5})
     c.subscribe([topic])
-    lat, when, to_judged, to_visible = [], [], [], []
+    lat, when, to_judged, to_visible, to_produced = [], [], [], [], []
     received = 0
     while received < expected and time.time() < stop_at:
         msg = c.poll(0.1)
@@ -223,13 +237,20 @@ def _consume_latencies(bootstrap, topic, expected, out_q, stop_at, measure_from_
                     .timestamp() * 1e9
                 to_judged.append((j_ns - sent) / 1e6)
                 to_visible.append((now_ns - j_ns) / 1e6)
+            # The quality record's own timestamp (CreateTime, ms): when the validator
+            # produced it into its open transaction. What follows it is the wait for the
+            # commit, the commit, its markers and this consumer's fetch.
+            ts_type, ts_ms = msg.timestamp()
+            if ts_type != 0:
+                to_produced.append((now_ns / 1e6 - ts_ms))
     c.close()
     # The worst second too: a tail spread evenly differs from one burst.
     by_second = {}
     for t, v in zip(when, lat):
         by_second.setdefault((t - when[0]) // 1_000_000_000, []).append(v)
     worst = sorted((round(max(v), 1), s) for s, v in by_second.items())[-3:] if when else []
-    out_q.put((lat, worst, received, sorted(to_judged), sorted(to_visible)))
+    out_q.put((lat, worst, received, sorted(to_judged), sorted(to_visible),
+               sorted(to_produced)))
 
 
 def _eos_peer(bootstrap, raw, quality, group, stop_at):
@@ -299,6 +320,11 @@ def latency(args):
         symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
         exchanges = ["binance", "kraken", "bybit", "coinbase", "deribit"]
         ids = {}
+        appended = []  # sent -> appended by the broker (the raw topic's LogAppendTime)
+
+        def on_delivery(sent_ns, err, msg):
+            if err is None and sent_ns >= measure_from_ns:
+                appended.append(msg.timestamp()[1] - sent_ns / 1e6)
         t0 = time.monotonic()
         for i in range(total):
             # Sleep (not spin) when ahead: on 2 cores a spinning producer would take a
@@ -320,12 +346,13 @@ def latency(args):
                     p.begin_transaction()
                     last_commit = time.monotonic()
             else:
-                p.produce(topics["raw"], json.dumps(rec).encode(), key=sym.encode())
+                p.produce(topics["raw"], json.dumps(rec).encode(), key=sym.encode(),
+                          on_delivery=functools.partial(on_delivery, now_ns))
             p.poll(0)
         if args.peer == "txn":
             p.commit_transaction()
         p.flush(30)
-        lat, worst, received, to_judged, to_visible = q.get(
+        lat, worst, received, to_judged, to_visible, to_produced = q.get(
             timeout=args.seconds + args.warmup + 90)
         lat = sorted(lat)
         consumer.join()
@@ -339,6 +366,8 @@ def latency(args):
             txn_le100 = metric(port,
                                'himari_kafka_transaction_seconds_bucket{op="commit",le="0.1"}')
             txn_s = metric(port, 'himari_kafka_transaction_seconds_sum{op="commit"}')
+            stages["appended_to_consumed_ms"] = histogram_quantiles(
+                port, "himari_validator_input_age_seconds")
             stages["open_ms"] = histogram_quantiles(port,
                                                     "himari_validator_transaction_open_seconds")
             stages["commit_call_ms"] = histogram_quantiles(
@@ -352,8 +381,12 @@ def latency(args):
         v = lat if v is None else v
         return round(v[min(len(v) - 1, int(len(v) * x))], 2) if v else None
 
+    appended.sort()
+    stages = {"sent_to_appended_ms": {q: pct(q, appended) for q in (0.5, 0.99, 0.999)},
+              **stages}
     stages["sent_to_judged_ms"] = {q: pct(q, to_judged) for q in (0.5, 0.99, 0.999)}
     stages["judged_to_visible_ms"] = {q: pct(q, to_visible) for q in (0.5, 0.99, 0.999)}
+    stages["produced_to_visible_ms"] = {q: pct(q, to_produced) for q in (0.5, 0.99, 0.999)}
     print(f"{'stage':<26}{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}", file=sys.stderr)
     for k, v in stages.items():
         print(f"{k:<26}" + "".join(f"{'' if v.get(q) is None else v[q]:>10}"
@@ -375,9 +408,50 @@ def latency(args):
                       "worst_seconds": [{"second": s, "max_ms": m} for m, s in worst]}))
 
 
+def broker_pid():
+    pidfile = pathlib.Path(os.environ.get("HIMARI_RUN_DIR", ROOT / "run" / "test")) / "kafka" / "kafka.pid"
+    return int(pidfile.read_text().strip())
+
+
+def cpu(args):
+    """The make run shape: himari-sim paced at --rate into the raw topic, the validator at
+    its defaults; CPU seconds of the broker, the validator and the feed per 1,000 records
+    over --seconds (after the validator is ready and the feed started)."""
+    topics = Topics(args.bootstrap)
+    try:
+        proc, port = start_validator(topics.env(args.bootstrap, args.commit_interval_ms,
+                                                args.offsets, args.delivery))
+        broker = broker_pid()
+        sim = subprocess.Popen([str(BIN / "himari-sim"), "--kafka", args.bootstrap, "--topic",
+                                topics["raw"], "--rate", str(args.rate), "--duration",
+                                str(args.seconds + 2)], stderr=subprocess.DEVNULL)
+        time.sleep(2)  # the feed connected and at pace
+        n0 = metric(port, "himari_validator_records_total")
+        c0 = {"broker": cpu_seconds(broker), "validator": cpu_seconds(proc.pid),
+              "feed": cpu_seconds(sim.pid)}
+        time.sleep(args.seconds)
+        c1 = {"broker": cpu_seconds(broker), "validator": cpu_seconds(proc.pid),
+              "feed": cpu_seconds(sim.pid)}
+        n = metric(port, "himari_validator_records_total") - n0
+        sim.wait(30)
+        commits = metric(port, 'himari_kafka_transaction_seconds_count{op="commit"}')
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        topics.delete()
+    per_k = {k: round(1000 * (c1[k] - c0[k]) / n, 4) if n else None for k in c0}
+    for k in c0:
+        print(f"{k:<10} {c1[k] - c0[k]:7.2f} CPU s   {per_k[k]} s per 1,000 records",
+              file=sys.stderr)
+    print(json.dumps({"bench": "pipeline_cpu", "rate": args.rate, "seconds": args.seconds,
+                      "records": int(n), "transactions": int(commits),
+                      "cpu_s": {k: round(c1[k] - c0[k], 2) for k in c0},
+                      "cpu_s_per_1000_records": per_k}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["throughput", "latency"])
+    ap.add_argument("mode", choices=["throughput", "latency", "cpu"])
     ap.add_argument("--bootstrap", default=os.environ.get("HIMARI_KAFKA_BOOTSTRAP",
                                                           "127.0.0.1:29092"))
     ap.add_argument("--records", type=int, default=1_000_000)
@@ -398,7 +472,7 @@ def main():
     ap.add_argument("--delivery", choices=["exactly_once", "at_least_once"], default=None,
                     help="validator.delivery (default: the service's)")
     args = ap.parse_args()
-    throughput(args) if args.mode == "throughput" else latency(args)
+    {"throughput": throughput, "latency": latency, "cpu": cpu}[args.mode](args)
 
 
 if __name__ == "__main__":
