@@ -40,7 +40,7 @@ static const hm_cfg_key k_validator_keys[] = {
      0, -1, "compacted topic holding the per-key check state (restored after a restart)"},
     {"validator.group_id", HM_CFG_STR, VC(group_id), "ingest-validator", 0, 0, -1,
      "Kafka consumer group of the validator instances"},
-    {"validator.commit_interval_ms", HM_CFG_INT, VC(commit_interval_ms), "5", RL, 0, 60000,
+    {"validator.commit_interval_ms", HM_CFG_INT, VC(commit_interval_ms), "0", RL, 0, 60000,
      "commit the open transaction at least every N ms; 0: as soon as the previous commit "
      "ended and records are pending"},
     {"validator.commit_max_records", HM_CFG_INT, VC(commit_max_records), "20000", RL, 1, 1000000,
