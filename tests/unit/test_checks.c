@@ -197,7 +197,7 @@ static void test_config_defaults_match_the_brief(void **state) {
     assert_string_equal(cfg.events_topic, "causal_events");
     assert_string_equal(cfg.changelog_topic, "ingest-validator.changelog");
     assert_string_equal(cfg.group_id, "ingest-validator");
-    assert_int_equal(cfg.commit_interval_ms, 5); /* latency: see docs/BENCHMARKS.md */
+    assert_int_equal(cfg.commit_interval_ms, 0); /* see docs/BENCHMARKS.md */
     assert_int_equal(cfg.base.grpc_port, 9081);
     assert_int_equal(cfg.commit_max_records, 20000);
     assert_false(cfg.event_clock);
