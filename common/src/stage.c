@@ -33,9 +33,12 @@
 
 #define DEFAULT_RESTORE_TIMEOUT_MS 120000
 #define LOOKUP_TIMEOUT_MS          30000
-#define SINK_RETRY_MIN_MS          100
-#define SINK_RETRY_MAX_MS          5000
-#define PRODUCER_CLOSE_FLUSH_MS    10000
+/* Group offsets are for lag tools only (offsets in the changelog): one commit a second is
+ * enough for them and spares the group coordinator a write per transaction. */
+#define LAG_COMMIT_INTERVAL_MS  1000
+#define SINK_RETRY_MIN_MS       100
+#define SINK_RETRY_MAX_MS       5000
+#define PRODUCER_CLOSE_FLUSH_MS 10000
 /* A dead letter's key, headers and framing must fit beside its value in one message. */
 #define DLQ_HEADROOM_BYTES 16384
 
@@ -112,6 +115,7 @@ struct hm_stage_impl {
 
     /* offsets in the changelog: the group learns them after each commit, for lag only */
     bool lag_commit_busy;
+    uint64_t lag_committed_ms; /* loop time of the last lag commit sent */
     rd_kafka_topic_partition_list_t *lag_commit_next;
     /* the loop's own clock: a stall long enough for the group to move our partitions */
     uv_timer_t watchdog;
@@ -661,35 +665,49 @@ write_checkpoints(hm_stage *st, const rd_kafka_topic_partition_list_t *offsets) 
     }
 }
 
+static void send_lag_offsets(hm_stage *st, bool now);
+
 static void on_lag_offsets_committed(hm_consumer *c, int err, const char *reason,
                                      const rd_kafka_topic_partition_list_t *parts, void *ud) {
     hm_stage *st = ud;
     struct hm_stage_impl *s = st->impl;
     s->lag_commit_busy = false;
     if (err) hm_log_limited(HM_LOG_WARN, "lag_offsets_commit_failed", 60, HM_LS("error", reason));
-    if (s->lag_commit_next && s->consumer && s->state < HM_STAGE_CLOSING) {
-        rd_kafka_topic_partition_list_t *next = s->lag_commit_next;
-        s->lag_commit_next = NULL;
-        if (hm_consumer_offsets(s->consumer, HM_OFFSETS_COMMIT, next, LOOKUP_TIMEOUT_MS,
-                                on_lag_offsets_committed, st) == 0)
-            s->lag_commit_busy = true;
-        rd_kafka_topic_partition_list_destroy(next);
+    send_lag_offsets(st, false);
+}
+
+/* The pending positions go to the group: one commit in flight, at most one a
+ * LAG_COMMIT_INTERVAL_MS (the watchdog sends what waits), unless `now` (a revoke, a stop). */
+static void send_lag_offsets(hm_stage *st, bool now) {
+    struct hm_stage_impl *s = st->impl;
+    if (s->lag_commit_busy || !s->lag_commit_next || !s->consumer || s->state >= HM_STAGE_CLOSING)
+        return;
+    if (!now && uv_now(st->loop) - s->lag_committed_ms < LAG_COMMIT_INTERVAL_MS) return;
+    rd_kafka_topic_partition_list_t *next = s->lag_commit_next;
+    s->lag_commit_next = NULL;
+    if (hm_consumer_offsets(s->consumer, HM_OFFSETS_COMMIT, next, LOOKUP_TIMEOUT_MS,
+                            on_lag_offsets_committed, st) == 0) {
+        s->lag_commit_busy = true;
+        s->lag_committed_ms = uv_now(st->loop);
     }
+    rd_kafka_topic_partition_list_destroy(next);
 }
 
 /* After a commit, the group learns the positions (outside any transaction) so that lag
- * tools see them; a restore does not depend on them. One in flight, the latest next. */
+ * tools see them; a restore does not depend on them. Positions wait merged per partition
+ * (a unit lists only the partitions it moved), so none is lost while one waits. */
 static void commit_lag_offsets(hm_stage *st, const rd_kafka_topic_partition_list_t *offsets) {
     struct hm_stage_impl *s = st->impl;
     if (!offsets || !offsets->cnt || !s->consumer) return;
-    if (s->lag_commit_busy) {
-        if (s->lag_commit_next) rd_kafka_topic_partition_list_destroy(s->lag_commit_next);
-        s->lag_commit_next = rd_kafka_topic_partition_list_copy(offsets);
-        return;
+    if (!s->lag_commit_next) s->lag_commit_next = rd_kafka_topic_partition_list_new(offsets->cnt);
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *o = &offsets->elems[i];
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(s->lag_commit_next, o->topic, o->partition);
+        if (!p) p = rd_kafka_topic_partition_list_add(s->lag_commit_next, o->topic, o->partition);
+        p->offset = o->offset;
     }
-    if (hm_consumer_offsets(s->consumer, HM_OFFSETS_COMMIT, offsets, LOOKUP_TIMEOUT_MS,
-                            on_lag_offsets_committed, st) == 0)
-        s->lag_commit_busy = true;
+    send_lag_offsets(st, false);
 }
 
 /* OPEN -> COMMITTING: the state changes, then the offsets and the commit. */
@@ -1044,6 +1062,7 @@ static void on_watchdog(uv_timer_t *t) {
     struct hm_stage_impl *s = st->impl;
     uint64_t now = uv_now(st->loop), gap = now - s->watchdog_last_ms;
     s->watchdog_last_ms = now;
+    send_lag_offsets(st, false);
     if ((int64_t)gap < s->stall_limit_ms || s->state != HM_STAGE_RUNNING) return;
     hm_counter_inc(s->stalls);
     char why[128];
@@ -1351,6 +1370,7 @@ static void on_assign(hm_consumer *c, const rd_kafka_topic_partition_list_t *par
 /* Nothing is open any more: forget the partitions' state and let them go. */
 static void finish_revoke(hm_stage *st) {
     struct hm_stage_impl *s = st->impl;
+    send_lag_offsets(st, true); /* while the partitions are still ours */
     drop_state(st);
     set_assignment(st, NULL);
     if (hm_consumer_unassign(s->consumer) != 0) hm_service_stop(st->svc, 1);
@@ -1476,6 +1496,7 @@ static void on_timer_closed(uv_handle_t *h) {
 /* STOPPING -> CLOSING: the last unit is committed (or cannot be); close everything. */
 static void close_clients(hm_stage *st) {
     struct hm_stage_impl *s = st->impl;
+    send_lag_offsets(st, true); /* the consumer's close waits for it */
     set_state(st, HM_STAGE_CLOSING);
     hm_log_info("drained", HM_LI("records_in_last_transaction", s->drained_records),
                 HM_LB("fenced", s->unit == HM_UNIT_FENCED));
