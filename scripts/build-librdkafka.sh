@@ -2,9 +2,10 @@
 # scripts/build-librdkafka.sh - builds the librdkafka every HIMARI binary links (statically)
 # into PREFIX (default $HIMARI_RDKAFKA_PREFIX, i.e. .cache/librdkafka).
 #
-# Why not Debian's: Debian 12 ships librdkafka 2.0.2, whose transactional producer takes
-# 2-3x longer per commit than current releases on the same broker (docs/BENCHMARKS.md,
-# "Which librdkafka"); the commit is the validator's end-to-end latency. The source comes
+# Why not Debian's: Debian 12 ships librdkafka 2.0.2 (January 2023), whose transaction
+# commits measured slower than current releases' on the same broker in most paired runs
+# (docs/BENCHMARKS.md, "Which librdkafka"); the commit is most of the validator's end-to-end
+# latency, and three years of transactional-producer fixes came after it. The source comes
 # through the Rust package registry (the rdkafka-sys package carries librdkafka's C tree;
 # scripts/librdkafka/Cargo.toml pins the version), fetched by cargo, the registry's ordinary
 # client, into $HIMARI_CACHE_DIR/cargo. Built with CMake as a static library (SSL, zlib and
