@@ -81,15 +81,14 @@ for ((r = 1; r <= rounds; r++)); do
 		# shellcheck disable=SC2086 # the configuration's arguments are words
 		line=$(env "${build_env[@]}" "$py" "$here/validator_kafka_bench.py" latency \
 			--rate "$rate" --seconds "$seconds" ${args[$n]} 2>/dev/null | tail -1)
-		printf '%s\n' "$line" | "$py" -c '
-import json, sys
-r = json.loads(sys.stdin.read()); r["config"] = sys.argv[1]; r["round"] = int(sys.argv[2])
-print(json.dumps(r))' "$n" "$r" >>"$out"
+		# The run's JSON, tagged with its configuration and round, to --out; a row here.
 		"$py" -c '
 import json, sys
-r = json.loads(sys.argv[1])
+r = json.loads(sys.argv[1]); r["config"] = sys.argv[2]; r["round"] = int(sys.argv[3])
+with open(sys.argv[4], "a") as f:
+    f.write(json.dumps(r) + "\n")
 print("    round %s %-18s p50 %8s  p99 %8s  p99.9 %8s ms"
-      % (sys.argv[2], sys.argv[3], r["p50_ms"], r["p99_ms"], r["p999_ms"]))' "$line" "$r" "$n"
+      % (sys.argv[3], sys.argv[2], r["p50_ms"], r["p99_ms"], r["p999_ms"]))' "$line" "$n" "$r" "$out"
 	done
 done
 

@@ -381,12 +381,13 @@ def latency(args):
         v = lat if v is None else v
         return round(v[min(len(v) - 1, int(len(v) * x))], 2) if v else None
 
-    appended.sort()
-    stages = {"sent_to_appended_ms": {q: pct(q, appended) for q in (0.5, 0.99, 0.999)},
-              **stages}
-    stages["sent_to_judged_ms"] = {q: pct(q, to_judged) for q in (0.5, 0.99, 0.999)}
-    stages["judged_to_visible_ms"] = {q: pct(q, to_visible) for q in (0.5, 0.99, 0.999)}
-    stages["produced_to_visible_ms"] = {q: pct(q, to_produced) for q in (0.5, 0.99, 0.999)}
+    def quantiles(v):
+        return {q: pct(q, v) for q in (0.5, 0.99, 0.999)}
+
+    stages = {"sent_to_appended_ms": quantiles(sorted(appended)), **stages,
+              "sent_to_judged_ms": quantiles(to_judged),
+              "judged_to_visible_ms": quantiles(to_visible),
+              "produced_to_visible_ms": quantiles(to_produced)}
     print(f"{'stage':<26}{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}", file=sys.stderr)
     for k, v in stages.items():
         print(f"{k:<26}" + "".join(f"{'' if v.get(q) is None else v[q]:>10}"
@@ -426,12 +427,11 @@ def cpu(args):
                                 topics["raw"], "--rate", str(args.rate), "--duration",
                                 str(args.seconds + 2)], stderr=subprocess.DEVNULL)
         time.sleep(2)  # the feed connected and at pace
+        pids = {"broker": broker, "validator": proc.pid, "feed": sim.pid}
         n0 = metric(port, "himari_validator_records_total")
-        c0 = {"broker": cpu_seconds(broker), "validator": cpu_seconds(proc.pid),
-              "feed": cpu_seconds(sim.pid)}
+        c0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         time.sleep(args.seconds)
-        c1 = {"broker": cpu_seconds(broker), "validator": cpu_seconds(proc.pid),
-              "feed": cpu_seconds(sim.pid)}
+        c1 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         n = metric(port, "himari_validator_records_total") - n0
         sim.wait(30)
         commits = metric(port, 'himari_kafka_transaction_seconds_count{op="commit"}')
