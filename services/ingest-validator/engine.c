@@ -98,7 +98,7 @@ iv_engine *iv_engine_new(const iv_checks *checks, bool event_clock) {
     e->pa_ms = INT64_MIN;
     /* A key of its own per engine (so per process): which symbols collide in the state
      * maps cannot be known from outside. Nothing that leaves the engine depends on it. */
-    e->st.hkey = iv_hash_key_random();
+    e->st.hkey = hm_hash_key_random();
     return e;
 }
 

@@ -49,11 +49,11 @@ uint64_t iv_key_hash(const iv_part *p, const char *exch, size_t exch_len, const 
     b[0] = (unsigned char)exch_len;
     memcpy(b + 1, exch, exch_len);
     memcpy(b + 1 + exch_len, sym, sym_len);
-    return iv_siphash13(&p->hkey, b, 1 + exch_len + sym_len);
+    return hm_siphash13(&p->hkey, b, 1 + exch_len + sym_len);
 }
 
 uint64_t iv_sym_hash(const iv_part *p, const char *sym, size_t sym_len) {
-    return iv_siphash13(&p->hkey, sym, sym_len);
+    return hm_siphash13(&p->hkey, sym, sym_len);
 }
 
 static inline uint32_t h32_of(uint64_t h) {
@@ -134,7 +134,7 @@ static void map_remove(iv_map *m, uint64_t h, uint32_t idx) {
 
 /* ---- partitions -------------------------------------------------------------------------- */
 
-static iv_part *part_new(const iv_hash_key *hkey) {
+static iv_part *part_new(const hm_hash_key *hkey) {
     iv_part *p = hm_xcalloc(1, sizeof(*p));
     p->hkey = *hkey;
     p->key_free = IV_NONE;

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "checks.h"
-#include "hash.h"
+#include "himari/hash.h"
 #include "himari/buf.h"
 #include "himari/common.h"
 
@@ -107,7 +107,7 @@ typedef struct iv_exch_keys {
 
 /** A partition's state. */
 typedef struct iv_part {
-    iv_hash_key hkey; /* the maps' hash key (its iv_state's) */
+    hm_hash_key hkey; /* the maps' hash key (its iv_state's) */
     iv_key *keys;
     uint32_t keys_len, keys_cap, key_free; /* slab: used prefix, capacity, free list */
     iv_sym *syms;
@@ -134,7 +134,7 @@ typedef struct iv_part {
 typedef struct iv_state {
     iv_part **parts; /* by partition id; NULL: none */
     size_t n_parts;
-    iv_hash_key hkey; /* copied into each partition it creates; set before the first */
+    hm_hash_key hkey; /* copied into each partition it creates; set before the first */
 } iv_state;
 
 void iv_state_free(iv_state *s);

@@ -149,3 +149,22 @@ def test_every_replay_line_of_hostile_input_loads_strictly_and_keeps_its_origina
     assert not refused, f"{len(refused)} of {len(lines)} lines refused:\n" + "\n".join(refused[:5])
     # both embeddings were exercised in bulk
     assert embedded > 1500 and len(lines) - embedded > 300, embedded
+
+
+def test_a_line_longer_than_the_reader_buffer_is_streamed_whole_to_the_dlq(tmp_path):
+    """A 9 MiB line (beyond the 8 MiB buffer of the shared JSONL reader) is one PARSE_ERROR
+    record, goes to --dlq byte for byte, and the lines around it are judged as usual."""
+    good = b'{"timestamp":1700000000123,"symbol":"BTC/USDT","exchange":"binance",' \
+           b'"price":37000.5,"volume":0.25}'
+    huge = b'{"symbol":"' + b"x" * (9 << 20) + b'"}'
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(good + b"\n" + huge + b"\r\n" + good + b"\n")
+    out, dlq = tmp_path / "out.jsonl", tmp_path / "dlq.jsonl"
+    subprocess.run([str(BIN / "ingest-validator"), "--replay", str(src), "--output", str(out),
+                    "--dlq", str(dlq)], check=True, capture_output=True)
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 3
+    recs = [json.loads(line) for line in lines]
+    assert [r["issues"] == ["PARSE_ERROR"] for r in recs] == [False, True, False]
+    assert recs[1]["original_data"] is None and recs[1]["original_bytes"] == len(huge)
+    assert dlq.read_bytes() == huge + b"\n"

@@ -1,7 +1,7 @@
 // uses: services/ingest-validator
 /*
- * test_hash.c: unit tests of the ingest-validator's state-map hashing
- * (services/ingest-validator: hash.c, and the maps of state.c): SipHash against the
+ * test_hash.c: unit tests of the keyed hash of the in-memory maps
+ * (common/src/hash.c, and the ingest-validator's maps in state.c): SipHash against the
  * paper's test vector, and hash flooding: symbols chosen to collide under the fixed
  * function the maps used before (still iv_hash_bytes(), which string trade ids keep)
  * must land in the maps as well spread as ordinary symbols. Pure: no Kafka, no clock.
@@ -17,17 +17,17 @@
 #include <string.h>
 
 #include "checks.h"
-#include "hash.h"
+#include "himari/hash.h"
 #include "state.h"
 
 /* ---- SipHash ---------------------------------------------------------------------------- */
 
-static iv_hash_key ref_key(void) {
+static hm_hash_key ref_key(void) {
     /* the paper's key: bytes 00 01 .. 0f */
     unsigned char b[16];
     for (int i = 0; i < 16; i++)
         b[i] = (unsigned char)i;
-    iv_hash_key k;
+    hm_hash_key k;
     memcpy(&k.k0, b, 8);
     memcpy(&k.k1, b + 8, 8);
     return k;
@@ -35,37 +35,37 @@ static iv_hash_key ref_key(void) {
 
 static void test_siphash24_gives_the_papers_test_vector(void **state) {
     (void)state;
-    iv_hash_key k = ref_key();
+    hm_hash_key k = ref_key();
     unsigned char m[15];
     for (int i = 0; i < 15; i++)
         m[i] = (unsigned char)i;
     /* Appendix A of the SipHash paper: 15 bytes 00..0e under key 00..0f */
-    assert_true(iv_siphash24(&k, m, 15) == UINT64_C(0xa129ca6149be45e5));
+    assert_true(hm_siphash24(&k, m, 15) == UINT64_C(0xa129ca6149be45e5));
     /* and the reference implementation's first vector, the empty message */
-    assert_true(iv_siphash24(&k, m, 0) == UINT64_C(0x726fdb47dd0e0e31));
+    assert_true(hm_siphash24(&k, m, 0) == UINT64_C(0x726fdb47dd0e0e31));
 }
 
 static void test_siphash13_changes_with_the_key_every_byte_and_the_length(void **state) {
     (void)state;
-    iv_hash_key k = ref_key();
+    hm_hash_key k = ref_key();
     const char *s = "binance|BTC/USDT-and-some-more";
     size_t n = strlen(s);
-    uint64_t h = iv_siphash13(&k, s, n);
-    assert_true(h == iv_siphash13(&k, s, n));
-    assert_true(h != iv_siphash24(&k, s, n));
+    uint64_t h = hm_siphash13(&k, s, n);
+    assert_true(h == hm_siphash13(&k, s, n));
+    assert_true(h != hm_siphash24(&k, s, n));
     for (size_t i = 0; i < n; i++) {
         char b[64];
         memcpy(b, s, n);
         b[i] ^= 1;
-        assert_true(iv_siphash13(&k, b, n) != h);
+        assert_true(hm_siphash13(&k, b, n) != h);
     }
     for (size_t len = 0; len < n; len++)
-        assert_true(iv_siphash13(&k, s, len) != h);
-    iv_hash_key k2 = k;
+        assert_true(hm_siphash13(&k, s, len) != h);
+    hm_hash_key k2 = k;
     k2.k1 ^= 1;
-    assert_true(iv_siphash13(&k2, s, n) != h);
+    assert_true(hm_siphash13(&k2, s, n) != h);
     /* two random keys are different keys */
-    iv_hash_key r1 = iv_hash_key_random(), r2 = iv_hash_key_random();
+    hm_hash_key r1 = hm_hash_key_random(), r2 = hm_hash_key_random();
     assert_true(r1.k0 != r2.k0 || r1.k1 != r2.k1);
 }
 
@@ -127,7 +127,7 @@ static double mean_probes(const iv_probe_stats *st) {
 static iv_probe_stats fill(char kind, char (*syms)[SYM_LEN + 1]) {
     iv_state s;
     memset(&s, 0, sizeof(s));
-    s.hkey = iv_hash_key_random(); /* as iv_engine_new() does */
+    s.hkey = hm_hash_key_random(); /* as iv_engine_new() does */
     iv_part *p = iv_state_part(&s, 0, true);
     for (size_t i = 0; i < FLOOD_N; i++) {
         uint32_t si = iv_part_add_sym(p, iv_sym_hash(p, syms[i], SYM_LEN), syms[i], SYM_LEN);

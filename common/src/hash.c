@@ -1,6 +1,6 @@
 /*
  * hash.c: SipHash (Aumasson and Bernstein, "SipHash: a fast short-input PRF",
- * 2012) for the ingest-validator's state maps (hash.h), written from the
+ * 2012) for the services' in-memory maps (himari/hash.h), written from the
  * paper's description: four 64-bit words of state initialised from the key,
  * each 8-byte little-endian message word absorbed with c SipRounds, a last
  * word carrying the length in its top byte, then d SipRounds of finalisation.
@@ -11,9 +11,9 @@
  * checked against the paper's test vector (tests/unit/test_hash.c).
  *
  * No allocation, no state: a key goes in with every call. The only system
- * call is getrandom(2) in iv_hash_key_random(), once per engine.
+ * call is getrandom(2) in hm_hash_key_random(), once per map owner at start-up.
  */
-#include "hash.h"
+#include "himari/hash.h"
 
 #include <errno.h>
 #include <string.h>
@@ -63,7 +63,7 @@ static inline void sip_absorb(sip *s, uint64_t m, int c) {
 }
 
 /* c and d are constants at both call sites, so the loops unroll. */
-static inline uint64_t siphash(const iv_hash_key *key, const void *data, size_t n, int c, int d) {
+static inline uint64_t siphash(const hm_hash_key *key, const void *data, size_t n, int c, int d) {
     /* "somepseudorandomlygeneratedbytes", the paper's initialisation constants */
     sip s = {key->k0 ^ UINT64_C(0x736f6d6570736575), key->k1 ^ UINT64_C(0x646f72616e646f6d),
              key->k0 ^ UINT64_C(0x6c7967656e657261), key->k1 ^ UINT64_C(0x7465646279746573)};
@@ -105,15 +105,15 @@ static inline uint64_t siphash(const iv_hash_key *key, const void *data, size_t 
     return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 
-uint64_t iv_siphash13(const iv_hash_key *key, const void *p, size_t n) {
+uint64_t hm_siphash13(const hm_hash_key *key, const void *p, size_t n) {
     return siphash(key, p, n, 1, 3);
 }
 
-uint64_t iv_siphash24(const iv_hash_key *key, const void *p, size_t n) {
+uint64_t hm_siphash24(const hm_hash_key *key, const void *p, size_t n) {
     return siphash(key, p, n, 2, 4);
 }
 
-iv_hash_key iv_hash_key_random(void) {
+hm_hash_key hm_hash_key_random(void) {
     unsigned char b[16];
     size_t got = 0;
     while (got < sizeof(b)) {
@@ -125,6 +125,6 @@ iv_hash_key iv_hash_key_random(void) {
         }
         got += (size_t)r;
     }
-    iv_hash_key k = {load_le64(b), load_le64(b + 8)};
+    hm_hash_key k = {load_le64(b), load_le64(b + 8)};
     return k;
 }
