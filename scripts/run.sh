@@ -44,10 +44,19 @@ ensure_token() {
 	hm_say "generated the gRPC control token in $TOKEN_FILE"
 }
 
-# services_present - the services this checkout has (each a folder under services/).
+# services_present - the services this checkout has (each a folder under services/), in the
+# pipeline's order (each after what feeds it; a folder not named here comes last), so that
+# `make run` starts the validator before the feature-engine and stops them the other way.
+readonly PIPELINE_ORDER=(ingest-validator feature-engine archiver graph-writer health-gateway)
 services_present() {
-	local d
-	for d in services/*/; do basename "$d"; done
+	local d name
+	for name in "${PIPELINE_ORDER[@]}"; do
+		[[ -d "services/$name" ]] && echo "$name"
+	done
+	for d in services/*/; do
+		name="$(basename "$d")"
+		[[ " ${PIPELINE_ORDER[*]} " == *" $name "* ]] || echo "$name"
+	done
 }
 
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -148,6 +157,7 @@ Look at it:
   build/bin/himarictl --target 127.0.0.1:$(grpc_port ingest-validator) --token-file $TOKEN_FILE pause   (then: resume)
   curl -s http://127.0.0.1:$(admin_port ingest-validator)/metrics | grep himari_validator_records_total
   $HIMARI_VENV/bin/python scripts/tail.py --bootstrap $HIMARI_KAFKA_BOOTSTRAP quality_scores
+  $HIMARI_VENV/bin/python scripts/tail.py --bootstrap $HIMARI_KAFKA_BOOTSTRAP features_computed
   make status
 Stop everything with: make stop
 EOF
@@ -156,7 +166,7 @@ EOF
 cmd_stop() {
 	stop_pid himari-sim
 	local name
-	for name in $(services_present); do stop_pid "$name"; done
+	for name in $(services_present | tac); do stop_pid "$name"; done
 	scripts/stack.sh stop
 	hm_say "stopped; nothing of profile $HIMARI_PROFILE is running"
 }
