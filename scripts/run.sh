@@ -73,6 +73,7 @@ start_service() {
 		HIMARI_ADMIN_PORT="$port" \
 		HIMARI_GRPC_PORT="$(grpc_port "$name")" \
 		HIMARI_GRPC_TOKEN_FILE="$TOKEN_FILE" \
+		HIMARI_REDIS_PASSWORD_FILE="$HIMARI_RUN_DIR/secrets/redis_password" \
 		HIMARI_SERVICE_INSTANCE_ID="$name-dev" \
 		nohup "build/bin/$name" --config "config/$name.example.yaml" \
 		>>"$LOG_DIR/$name.log" 2>&1 &

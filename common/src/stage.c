@@ -1509,6 +1509,7 @@ static void close_clients(hm_stage *st) {
         hm_reader_close(s->restorer, NULL, NULL);
         s->restorer = NULL;
     }
+    if (st->ops->closing) st->ops->closing(st);
     s->timers_open = 4;
     uv_close((uv_handle_t *)&s->watchdog, on_timer_closed);
     uv_close((uv_handle_t *)&s->commit_timer, on_timer_closed);

@@ -56,6 +56,10 @@ static const hm_cfg_key k_feature_keys[] = {
     {"features.max_symbols", HM_CFG_INT, FC(max_symbols), "500", 0, 1, 100000,
      "symbols with state (about 80 KiB per symbol and per exchange of it); at the bound the "
      "one updated least recently makes room"},
+    {"features.redis_ttl_s", HM_CFG_INT, FC(redis_ttl_s), "3600", RL, 1, 604800,
+     "expiry of the features:*:latest keys, seconds (refreshed on every write)"},
+    {"features.redis_history_max", HM_CFG_INT, FC(redis_history_max), "1000", RL, 1, 1000000,
+     "features:{symbol}:history keeps the newest N features_computed records"},
 };
 
 static const hm_cfg_key k_event_keys[] = {
@@ -89,6 +93,8 @@ static void sections_of(void *cfg, hm_cfg_section *out) {
     out[HM_SERVICE_SECTIONS + 1] =
         (hm_cfg_section){k_event_keys, HM_ARRAY_LEN(k_event_keys), (char *)c + EVENTS_BASE,
                          offsetof(fe_config, params) - EVENTS_BASE};
+    out[HM_SERVICE_SECTIONS + 2] =
+        (hm_cfg_section){hm_redis_config_keys, hm_redis_config_keys_n, &c->redis, sizeof(c->redis)};
 }
 
 static int parse_number(const char *s, double *out) {

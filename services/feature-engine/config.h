@@ -1,8 +1,9 @@
 /*
  * config.h: the feature-engine's configuration: the common sections (service, log,
- * admin, grpc, kafka), its Kafka wiring and feature parameters ("features.*") and the
- * causal-event rules ("events.*"). config/feature-engine.example.yaml is generated from
- * these tables (feature-engine --print-config-example) and checked in CI.
+ * admin, grpc, kafka), its Kafka wiring and feature parameters ("features.*"), the
+ * causal-event rules ("events.*") and where the latest view is written ("redis.*").
+ * config/feature-engine.example.yaml is generated from these tables (feature-engine
+ * --print-config-example) and checked in CI.
  */
 #ifndef FE_CONFIG_H
 #define FE_CONFIG_H
@@ -12,6 +13,7 @@
 
 #include "engine.h"
 #include "himari/config.h"
+#include "himari/redis.h"
 #include "himari/service.h"
 
 typedef struct fe_config {
@@ -30,6 +32,8 @@ typedef struct fe_config {
     double ema_fast_s, ema_slow_s;
     int64_t cross_fresh_ms;
     int64_t max_symbols;
+    int64_t redis_ttl_s;       /* features.redis_ttl_s */
+    int64_t redis_history_max; /* features.redis_history_max */
     /* events.* */
     hm_str_map price_moves; /* window seconds -> threshold fraction */
     int64_t cascade_window_ms;
@@ -38,9 +42,10 @@ typedef struct fe_config {
     double severity_medium, severity_high, severity_critical;
     hm_str_map whale_thresholds; /* asset -> minimum amount */
     fe_params params;            /* derived: what the engine reads */
+    hm_redis_config redis;       /* redis.* */
 } fe_config;
 
-#define FE_CONFIG_SECTIONS (HM_SERVICE_SECTIONS + 2)
+#define FE_CONFIG_SECTIONS (HM_SERVICE_SECTIONS + 3)
 
 /** How the service's configuration is loaded, compared and freed (hm_service_main). */
 extern const hm_service_schema fe_config_schema;

@@ -754,6 +754,44 @@ int fe_engine_latest_json(const fe_engine *e, const char *symbol, hm_buf *b) {
     return 0;
 }
 
+int fe_engine_latest_exchange_json(const fe_engine *e, const char *symbol, const char *exchange,
+                                   hm_buf *b) {
+    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
+    const fe_exch *x = y ? get_exchange((fe_symbol *)y, exchange, strlen(exchange), false) : NULL;
+    if (!x) {
+        return -ENOENT;
+    }
+    put_symbol_head(b, y);
+    HM_BUF_PUT_LIT(b, ",\"exchange\":");
+    hm_json_cstr(b, x->name);
+    HM_BUF_PUT_LIT(b, ",\"timestamp\":");
+    hm_buf_i64(b, x->m.max_ts_ms);
+    HM_BUF_PUT_LIT(b, ",\"features\":");
+    fe_features f;
+    fe_features_compute(&x->m, x->m.max_ts_ms + 1, &e->p.ema, &f);
+    fe_features_write_json(b, &f);
+    hm_buf_putc(b, '}');
+    return 0;
+}
+
+void fe_engine_mark_all_changed(fe_engine *e) {
+    for (fe_symbol *y = e->oldest; y; y = y->newer) {
+        mark_changed(e, y);
+    }
+}
+
+size_t fe_engine_each_exchange(const fe_engine *e, const char *symbol,
+                               void (*fn)(void *ud, const char *exchange), void *ud) {
+    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
+    if (!y) {
+        return 0;
+    }
+    for (size_t i = 0; i < y->n_ex; i++) {
+        fn(ud, y->ex[i]->name);
+    }
+    return y->n_ex;
+}
+
 void fe_engine_each_symbol(const fe_engine *e, void (*fn)(void *ud, const char *symbol), void *ud) {
     for (size_t i = 0; i < e->cap; i++) {
         const fe_symbol *y = e->slots[i];

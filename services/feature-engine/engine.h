@@ -125,6 +125,16 @@ size_t fe_engine_symbols(const fe_engine *e);
  */
 size_t fe_engine_take_changed(fe_engine *e, void (*fn)(void *ud, const char *symbol), void *ud);
 
+/** @brief Mark every symbol changed (a view came back and must be written whole). */
+void fe_engine_mark_all_changed(fe_engine *e);
+
+/**
+ * @brief Visit the exchanges of a symbol (lower case, in name order). @return how many
+ * (0 for an unknown symbol).
+ */
+size_t fe_engine_each_exchange(const fe_engine *e, const char *symbol,
+                               void (*fn)(void *ud, const char *exchange), void *ud);
+
 /**
  * @brief The latest features of a symbol across its exchanges (exchange NULL) or on one
  * exchange (lower case), windows ending just after its newest tick.
@@ -134,10 +144,13 @@ int fe_engine_latest(const fe_engine *e, const char *symbol, const char *exchang
                      fe_features *out);
 
 /**
- * @brief The latest view as JSON: {"symbol":..,"timestamp":<newest tick ms>,
- * "features":{..},"exchanges":{"binance":{..},..}}. @return 0 or -ENOENT.
+ * @brief The latest view as JSON, appended to b: {"symbol":..,"timestamp":<newest tick
+ * ms>,"features":{..},"exchanges":{"binance":{..},..}}; with an exchange, that one's:
+ * {"symbol":..,"exchange":..,"timestamp":..,"features":{..}}. @return 0 or -ENOENT.
  */
 int fe_engine_latest_json(const fe_engine *e, const char *symbol, hm_buf *b);
+int fe_engine_latest_exchange_json(const fe_engine *e, const char *symbol, const char *exchange,
+                                   hm_buf *b);
 
 /** @brief Visit every symbol's name (ListSymbols), in no particular order. */
 void fe_engine_each_symbol(const fe_engine *e, void (*fn)(void *ud, const char *symbol), void *ud);

@@ -12,11 +12,13 @@
  * sends suppressed, because their outputs were committed before. Must never block the
  * loop or drop a record.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
 #include "himari/log.h"
 #include "pipeline.h"
+#include "redis_view.h"
 
 /* The longest look back of any feature or rule: the 1 h return, a little margin. */
 #define REBUILD_WINDOW_MS (3600000 + 60000)
@@ -25,6 +27,8 @@ typedef struct fe_kafka {
     hm_stage stage; /* first: the framework's part */
     fe_config *cfg;
     fe_engine *engine;
+    fe_redis_view *view; /* the latest view in Redis; NULL once closing */
+    bool rebuilding;     /* the record being processed is before the committed offset */
     hm_metric_family *records_f;
     hm_counter *emitted, *events, *evicted, *bad_input;
     hm_gauge *symbols;
@@ -34,12 +38,23 @@ static fe_kafka *of(hm_stage *st) {
     return (fe_kafka *)st;
 }
 
+/* The interval_end of a features_computed record the engine just wrote (its own
+ * format: "interval_end":<digits>). */
+static int64_t interval_end_of(const char *json, size_t len) {
+    static const char key[] = "\"interval_end\":";
+    const char *p = memmem(json, len, key, sizeof(key) - 1);
+    return p ? strtoll(p + sizeof(key) - 1, NULL, 10) : 0;
+}
+
 static void send_features(void *ud, int32_t partition, const char *key, size_t key_len,
                           const char *json, size_t len) {
     HM_UNUSED(partition);
     fe_kafka *k = ud;
     hm_stage_send(&k->stage, k->cfg->output_topic, RD_KAFKA_PARTITION_UA, key, key_len, json, len,
                   NULL, HM_STAGE_SEND_OUTPUT);
+    if (k->view && !k->rebuilding) {
+        fe_redis_view_history(k->view, key, key_len, interval_end_of(json, len), json, len);
+    }
 }
 
 static void send_event(void *ud, int32_t partition, const char *key, size_t key_len,
@@ -66,6 +81,8 @@ static void fe_process(hm_stage *st, const hm_stage_record *rec) {
         hm_stage_send_dlq(st, m, why);
         return;
     }
+    k->rebuilding = rec->rebuilding;
+    if (k->view) fe_redis_view_set_quiet(k->view, rec->rebuilding);
     fe_engine_process(k->engine, m->partition, &q);
 }
 
@@ -94,6 +111,14 @@ static void collect(hm_metrics *m, void *ud) {
     hm_gauge_set(k->symbols, (double)fe_engine_symbols(k->engine));
 }
 
+static void fe_closing(hm_stage *st) {
+    fe_kafka *k = of(st);
+    if (k->view) {
+        fe_redis_view_close(k->view, NULL, NULL);
+        k->view = NULL;
+    }
+}
+
 static void fe_destroy(hm_stage *st) {
     fe_kafka *k = of(st);
     if (st->svc->metrics) hm_metrics_remove_collect(st->svc->metrics, collect, k);
@@ -103,6 +128,7 @@ static void fe_destroy(hm_stage *st) {
 static const hm_stage_ops k_ops = {
     .process = fe_process,
     .drop_state = fe_drop_state,
+    .closing = fe_closing,
     .destroy = fe_destroy,
 };
 
@@ -150,6 +176,9 @@ int fe_pipeline_start(hm_service *svc, fe_config *cfg, hm_stage **out, hm_err *e
     k->engine = fe_engine_new(&cfg->params, &sinks);
     if (!k->engine) return hm_err_set(err, -ENOMEM, "feature-engine: out of memory");
     register_metrics(k, svc->metrics);
+    k->view = fe_redis_view_new(svc->loop, &cfg->redis, k->engine, cfg->redis_ttl_s,
+                                cfg->redis_history_max, svc->metrics);
+    if (!k->view) return hm_err_set(err, -ENOMEM, "feature-engine: out of memory");
     int rc = hm_stage_start(st, err);
     if (rc == 0)
         hm_log_info("pipeline_started", HM_LS("input", cfg->input_topic),
@@ -161,5 +190,6 @@ int fe_pipeline_start(hm_service *svc, fe_config *cfg, hm_stage **out, hm_err *e
 void fe_pipeline_reconfigure(void *ud) {
     fe_kafka *k = ud;
     fe_engine_set_params(k->engine, &k->cfg->params);
+    if (k->view) fe_redis_view_set_limits(k->view, k->cfg->redis_ttl_s, k->cfg->redis_history_max);
     hm_stage_set_commit_policy(&k->stage, k->cfg->commit_interval_ms, k->cfg->commit_max_records);
 }

@@ -67,6 +67,19 @@ def kafka():
 
 
 @pytest.fixture(scope="session")
+def redis_server():
+    """A running Redis with the stack's generated password: (port, password file)."""
+    _stack("redis")
+    return int(HENV["HIMARI_REDIS_PORT"]), RUN_DIR / "secrets/redis_password"
+
+
+def stack(verb: str, *names: str):
+    """scripts/stack.sh VERB NAMES (e.g. stop redis, start redis), on the test profile."""
+    subprocess.run([str(ROOT / "scripts/stack.sh"), verb, *names], cwd=ROOT, check=True,
+                   env={**os.environ, **HENV}, capture_output=True)
+
+
+@pytest.fixture(scope="session")
 def admin(kafka):
     return AdminClient({"bootstrap.servers": kafka})
 

@@ -173,6 +173,12 @@ typedef struct hm_stage_ops {
      * meanwhile; they belong to the next flush.
      */
     void (*sink_flush)(hm_stage *st);
+    /**
+     * The stage is closing (its last unit is closed, the clients close next): close what
+     * the service keeps open on the loop (a Redis connection, its timers), since the
+     * loop runs until every handle is closed. NULL: nothing to close.
+     */
+    void (*closing)(hm_stage *st);
     /** hm_stage_free: free what the service keeps in its struct (not the struct). */
     void (*destroy)(hm_stage *st);
 } hm_stage_ops;
