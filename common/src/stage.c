@@ -972,6 +972,16 @@ static void on_message(hm_consumer *c, const rd_kafka_message_t *m, void *ud) {
         s->processing_rebuild = true;
         st->ops->process(st, &rec);
         s->processing_rebuild = false;
+        /* The last record below the committed offset ends the rebuild at once: waiting
+         * for the next record would leave a quiet partition rebuilding (and the service
+         * not ready) until traffic came. The committed offset is always the last
+         * delivered record + 1 (hm_consumer_position), so that record is delivered again
+         * here, whatever control records the broker keeps after it. */
+        if (m->offset + 1 >= pi->rebuild_until) {
+            pi->rebuild_until = -1;
+            hm_log_info("partition_rebuilt", HM_LS("topic", s->input_topic),
+                        HM_LI("partition", m->partition), HM_LI("offset", m->offset + 1));
+        }
         return;
     }
     if (s->unit == HM_UNIT_NONE && begin_unit(st) != 0) return;

@@ -783,6 +783,32 @@ test_rebuild_replays_up_to_the_committed_offset_without_sending_then_goes_live(v
     assert_int_equal(count_records(OUT_TOPIC, PARTITIONS), 10);
 }
 
+static bool ready_now(void *ud) {
+    char reason[64];
+    return hm_stage_ready(((fixture *)ud)->st, reason, sizeof(reason));
+}
+
+static void
+test_a_rebuild_of_a_quiet_partition_ends_with_its_last_record_not_the_next(void **state) {
+    /* Everything was committed: the rebuild re-reads all of it, and no new record will
+     * come. The stage must be ready once the last record below the committed offset is
+     * read, not wait for traffic that may never come. */
+    produce(IN_TOPIC, 30);
+    commit_group_offsets("g", 15, hm_now_ms());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    fixture f;
+    hm_stage_opts o = {.shape = HM_STAGE_REBUILD, .rebuild_window_ms = -1};
+    fixture_start(&f, &loop, "a", &o, &k_rebuild_ops);
+    assert_true(run_until(&loop, ready_now, &f, WAIT_MS));
+    assert_int_equal(T(&f)->rebuilt, 30);
+    assert_int_equal(T(&f)->processed, 0);
+    stop_and_wait(&f);
+    fixture_free(&f);
+    close_loop(&loop);
+    assert_int_equal(count_records(OUT_TOPIC, PARTITIONS), 0);
+}
+
 static void
 test_rebuild_without_a_record_inside_the_window_starts_at_the_committed_offset(void **state) {
     /* The records are two days old and the previous owner committed just now: the
@@ -892,6 +918,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(
             test_rebuild_without_a_record_inside_the_window_starts_at_the_committed_offset,
             mock_setup, mock_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_rebuild_of_a_quiet_partition_ends_with_its_last_record_not_the_next, mock_setup,
+            mock_teardown),
         cmocka_unit_test_setup_teardown(
             test_sink_commits_offsets_only_after_the_sink_did_and_retries_with_input_held,
             mock_setup, mock_teardown),
