@@ -406,3 +406,31 @@ def test_the_latest_view_is_each_symbols_newest_state(replayed):
                   and not UNTRUSTED & set(r["issues"])]
         assert view["timestamp"] == max(r["timestamp"] for r in trades)
         assert set(view["exchanges"]) == {r["exchange"] for r in trades}
+
+
+def test_the_whale_dump_scenario_raises_exactly_its_events(tmp_path):
+    """himari-sim --scenario whale-dump tells its story on a calm market; the
+    feature-engine's defaults must find exactly that story: one whale transfer, one price
+    movement per default rule on BTC/USDT, falling, after the transfer, and one liquidation
+    cascade of the 25 liquidations, in that order of time."""
+    raw, quality, events = tmp_path / "raw.jsonl", tmp_path / "q.jsonl", tmp_path / "ev.jsonl"
+    subprocess.run([str(BIN / "himari-sim"), "--scenario", "whale-dump", "--duration", "4500",
+                    "--rate", "20", "--out", str(raw)], check=True, timeout=120)
+    subprocess.run([str(BIN / "ingest-validator"), "--replay", str(raw), "--output",
+                    str(quality)], check=True, capture_output=True, timeout=120)
+    subprocess.run([str(BIN / "feature-engine"), "--replay", str(quality), "--output",
+                    "/dev/null", "--events", str(events)], check=True, capture_output=True,
+                   timeout=300)
+    got = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["type"], e.get("symbol") or e.get("asset"), e.get("window_s")) for e in got] == [
+        ("whale_transfer", "BTC", None),
+        ("price_movement", "BTC/USDT", 300),
+        ("price_movement", "BTC/USDT", 3600),
+        ("liquidation_cascade", "BTC/USDT", None),
+    ]
+    whale, move5, move60, cascade = got
+    assert whale["amount"] == 850 and whale["exchange"] == "binance"
+    assert -1.5 < move5["change_percent"] <= -1.0 and -3.1 < move60["change_percent"] <= -2.0
+    assert whale["timestamp"] < move5["timestamp"] < move60["timestamp"] < cascade["timestamp"]
+    assert cascade["count"] == 25 and cascade["sell_count"] == 25
+    assert cascade["severity"] == "high"  # 25 x 10 BTC at ~35,800: ~9 M (5 M..20 M)

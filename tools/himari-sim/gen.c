@@ -1,5 +1,5 @@
 /*
- * gen.c: draft -> inject -> format -> damage -> commit -> label, one record
+ * gen.c: draft -> scenario -> inject -> format -> damage -> commit -> label, one record
  * at a time (see gen.h).
  *
  * Pure logic; the order of the steps is what keeps anomalies from poisoning
@@ -20,6 +20,8 @@ int sim_gen_new(const sim_gen_opts *o, sim_gen **out, hm_err *err) {
     ao.seed = o->market.seed;
     rc = sim_anomaly_init(&g->anomaly, &ao, g->market->n_feeds, err);
     if (rc < 0) goto err;
+    rc = sim_scenario_init(&g->scenario, o->scenario, g->market, err);
+    if (rc < 0) goto err;
     *out = g;
     return 0;
 err:
@@ -39,7 +41,9 @@ void sim_gen_next(sim_gen *g, int64_t live_now_ms, hm_buf *out, hm_buf *labels, 
     sim_record *rec = &g->rec;
     sim_market *m = g->market;
     sim_market_draft(m, live_now_ms, rec);
-    sim_anomaly_kind label = sim_anomaly_apply(&g->anomaly, m, rec);
+    /* A story's own record is never perturbed. */
+    bool scripted = sim_scenario_apply(&g->scenario, m, rec);
+    sim_anomaly_kind label = scripted ? SIM_AN_NONE : sim_anomaly_apply(&g->anomaly, m, rec);
     size_t start = out->len;
     sim_record_format(m, rec, out);
     if (rec->garble) {

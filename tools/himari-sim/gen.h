@@ -17,15 +17,18 @@
 #include "anomaly.h"
 #include "himari/buf.h"
 #include "market.h"
+#include "scenario.h"
 
 typedef struct sim_gen_opts {
     sim_market_opts market;
     sim_anomaly_opts anomaly; /* seed is taken from market.seed */
+    sim_scenario_kind scenario;
 } sim_gen_opts;
 
 typedef struct sim_gen {
     sim_market *market;
     sim_anomaly anomaly;
+    sim_scenario scenario;
     sim_record rec; /* the last record, as written */
     uint64_t seq;   /* lines written so far */
 } sim_gen;

@@ -55,6 +55,7 @@ typedef struct sim_args {
     const char *input_path;
     const char *sim_only_opt; /* first simulation option given, refused with --input */
     bool progress;
+    bool have_liq_rate, have_transfer_rate; /* given: a scenario does not zero them */
 } sim_args;
 
 /** Everything one run owns; closed by app_close(). */
@@ -115,6 +116,10 @@ static void print_help(FILE *f) {
             "  --topic T              default " DEFAULT_TOPIC "\n"
             "  --input FILE|-         produce these JSONL lines verbatim instead of simulating\n"
             "  --progress             a progress line on stderr each second\n"
+            "  --scenario NAME        a scripted market story on top of the simulation (file\n"
+            "                         mode or Kafka; random liquidations and transfers off\n"
+            "                         unless their rates are given):\n"
+            "%s"
             "  --help\n"
             "\n"
             "Model: per symbol a true price by geometric Brownian motion (drift 0); each exchange\n"
@@ -123,7 +128,8 @@ static void print_help(FILE *f) {
             "same-ms bursts of 2..6 trades with consecutive ids (clean); per-exchange clock skew\n"
             "(-300..+300 ms, +0..20 ms jitter) and trade-id sequences. kraken writes prices and\n"
             "volumes as strings. Per asset (others: the '*' row):\n"
-            "  asset  start price  tick    vol/yr  median volume  whale transfer  rate share\n");
+            "  asset  start price  tick    vol/yr  median volume  whale transfer  rate share\n",
+            sim_scenario_help());
     for (const sim_asset_defaults *d = sim_asset_table;; d++) {
         fprintf(f, "  %-5s  %11.10g  1e-%d   %4.0f%%   %13g  %6g..%-7g  %g\n",
                 d->base ? d->base : "*", d->price, d->decimals, d->vol * 100, d->median_volume,
@@ -214,6 +220,7 @@ enum {
     OPT_TOPIC,
     OPT_INPUT,
     OPT_PROGRESS,
+    OPT_SCENARIO,
     OPT_HELP,
 };
 
@@ -236,6 +243,7 @@ static const struct option long_opts[] = {
     {"topic", required_argument, NULL, OPT_TOPIC},
     {"input", required_argument, NULL, OPT_INPUT},
     {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"scenario", required_argument, NULL, OPT_SCENARIO},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -299,10 +307,12 @@ static int parse_args(int argc, char **argv, sim_args *a) {
                 break;
             case OPT_LIQ_RATE:
                 rc = parse_double("--liquidation-rate", optarg, 0, 0.5, &mo->liquidation_rate);
+                a->have_liq_rate = true;
                 a->sim_only_opt = a->sim_only_opt ? a->sim_only_opt : "--liquidation-rate";
                 break;
             case OPT_TRANSFER_RATE:
                 rc = parse_double("--transfer-rate", optarg, 0, 0.5, &mo->transfer_rate);
+                a->have_transfer_rate = true;
                 a->sim_only_opt = a->sim_only_opt ? a->sim_only_opt : "--transfer-rate";
                 break;
             case OPT_TIMESTAMPS:
@@ -342,6 +352,11 @@ static int parse_args(int argc, char **argv, sim_args *a) {
             case OPT_PROGRESS:
                 a->progress = true;
                 break;
+            case OPT_SCENARIO:
+                if (sim_scenario_parse(optarg, &a->gen.scenario) != 0)
+                    return bad_arg("--scenario", "unknown scenario (see --help)");
+                a->sim_only_opt = a->sim_only_opt ? a->sim_only_opt : "--scenario";
+                break;
             case 'h':
             case OPT_HELP:
                 return 1;
@@ -353,6 +368,12 @@ static int parse_args(int argc, char **argv, sim_args *a) {
         if (rc < 0) return rc;
     }
     if (optind < argc) return bad_arg(argv[optind], "unexpected argument");
+    /* A story is told on a quiet background: no random liquidations or transfers unless
+     * asked for. */
+    if (a->gen.scenario != SIM_SCENARIO_NONE) {
+        if (!a->have_liq_rate) mo->liquidation_rate = 0;
+        if (!a->have_transfer_rate) mo->transfer_rate = 0;
+    }
     if (a->have_count && a->have_duration)
         return bad_arg("--count", "give --count or --duration, not both");
     if (a->input_path && a->sim_only_opt)
