@@ -159,6 +159,7 @@ Look at it:
   curl -s http://127.0.0.1:$(admin_port ingest-validator)/metrics | grep himari_validator_records_total
   $HIMARI_VENV/bin/python scripts/tail.py --bootstrap $HIMARI_KAFKA_BOOTSTRAP quality_scores
   $HIMARI_VENV/bin/python scripts/tail.py --bootstrap $HIMARI_KAFKA_BOOTSTRAP features_computed
+  build/bin/himarictl --target 127.0.0.1:$(grpc_port feature-engine) features BTC/USDT
   make status
 Stop everything with: make stop
 EOF

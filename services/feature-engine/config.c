@@ -58,8 +58,9 @@ static const hm_cfg_key k_feature_keys[] = {
      "one updated least recently makes room"},
     {"features.redis_ttl_s", HM_CFG_INT, FC(redis_ttl_s), "3600", RL, 1, 604800,
      "expiry of the features:*:latest keys, seconds (refreshed on every write)"},
-    {"features.redis_history_max", HM_CFG_INT, FC(redis_history_max), "1000", RL, 1, 1000000,
-     "features:{symbol}:history keeps the newest N features_computed records"},
+    {"features.history_max", HM_CFG_INT, FC(history_max), "1000", 0, 1, 100000,
+     "features:{symbol}:history in Redis and GetHistory (in memory, about 220 bytes each) keep "
+     "the newest N features_computed records of a symbol"},
 };
 
 static const hm_cfg_key k_event_keys[] = {
@@ -207,6 +208,7 @@ static int validate(void *cfg, const char *path, hm_err *err) {
         .ema = {.fast_s = c->ema_fast_s, .slow_s = c->ema_slow_s},
         .cross_fresh_ms = c->cross_fresh_ms,
         .max_symbols = c->max_symbols,
+        .history_max = c->history_max,
         .cascade_window_ms = c->cascade_window_ms,
         .cascade_min_count = c->cascade_min_count,
         .cascade_min_notional = c->cascade_min_notional,

@@ -32,8 +32,8 @@ typedef struct fe_config {
     double ema_fast_s, ema_slow_s;
     int64_t cross_fresh_ms;
     int64_t max_symbols;
-    int64_t redis_ttl_s;       /* features.redis_ttl_s */
-    int64_t redis_history_max; /* features.redis_history_max */
+    int64_t redis_ttl_s; /* features.redis_ttl_s */
+    int64_t history_max; /* features.history_max */
     /* events.* */
     hm_str_map price_moves; /* window seconds -> threshold fraction */
     int64_t cascade_window_ms;

@@ -42,7 +42,9 @@ typedef struct fe_symbol {
     int64_t interval_end; /* the open interval ends here (exclusive); FE_NO_SEC: none */
     int64_t newest_ts;    /* newest timestamp of any record applied; FE_NO_SEC: none */
     bool move_fired[FE_MAX_MOVES];
-    fe_episode episode; /* count 0: none open */
+    fe_episode episode;        /* count 0: none open */
+    fe_history_entry *history; /* ring of the newest emitted intervals (history_max) */
+    size_t history_cap, history_n, history_head; /* head: the oldest entry */
     fe_market all;
     fe_exch *ex[FE_MAX_EXCHANGES];
     size_t n_ex;
@@ -72,6 +74,7 @@ void fe_params_default(fe_params *p) {
         .ema = {.fast_s = 30, .slow_s = 300},
         .cross_fresh_ms = 10000,
         .max_symbols = 500,
+        .history_max = 1000,
         .moves = {{300, 0.01}, {3600, 0.02}},
         .n_moves = 2,
         .cascade_window_ms = 60000,
@@ -154,7 +157,39 @@ static void free_symbol(fe_symbol *y) {
     for (size_t i = 0; i < y->n_ex; i++) {
         free(y->ex[i]);
     }
+    free(y->history);
     free(y);
+}
+
+/* Keep an emitted interval in the symbol's ring (grown up to history_max, then the
+ * oldest is overwritten). Out of memory: the entry is not kept (the topic has it). */
+static void remember(fe_engine *e, fe_symbol *y, int64_t start, int64_t end, const fe_features *f) {
+    size_t max = e->p.history_max > 0 ? (size_t)e->p.history_max : 0;
+    if (max == 0) {
+        return;
+    }
+    if (y->history_n == y->history_cap && y->history_cap < max) {
+        size_t cap = y->history_cap ? y->history_cap * 2 : 16;
+        cap = cap > max ? max : cap;
+        fe_history_entry *h = malloc(cap * sizeof(*h));
+        if (!h) {
+            return;
+        }
+        for (size_t i = 0; i < y->history_n; i++) { /* unroll the ring, oldest first */
+            h[i] = y->history[(y->history_head + i) % y->history_cap];
+        }
+        free(y->history);
+        y->history = h;
+        y->history_cap = cap;
+        y->history_head = 0;
+    }
+    fe_history_entry entry = {start, end, *f};
+    if (y->history_n < y->history_cap) {
+        y->history[(y->history_head + y->history_n++) % y->history_cap] = entry;
+    } else if (y->history_cap > 0) {
+        y->history[y->history_head] = entry; /* full: the oldest makes room */
+        y->history_head = (y->history_head + 1) % y->history_cap;
+    }
 }
 
 static void unlink_recency(fe_engine *e, fe_symbol *y) {
@@ -344,14 +379,16 @@ static void set_cross_spread(const fe_engine *e, const fe_symbol *y, int64_t as_
     }
 }
 
-/* as_of_ms FE_NO_SEC: each market's latest (its newest tick + 1 ms). */
-static void write_markets(const fe_engine *e, const fe_symbol *y, int64_t as_of_ms, hm_buf *b) {
+/* as_of_ms FE_NO_SEC: each market's latest (its newest tick + 1 ms). *all gets the
+ * features across exchanges. */
+static void write_markets(const fe_engine *e, const fe_symbol *y, int64_t as_of_ms, hm_buf *b,
+                          fe_features *all) {
     fe_features f;
     int64_t all_as_of = as_of_ms != FE_NO_SEC ? as_of_ms : y->all.max_ts_ms + 1;
-    fe_features_compute(&y->all, all_as_of, &e->p.ema, &f);
-    set_cross_spread(e, y, all_as_of, &f);
+    fe_features_compute(&y->all, all_as_of, &e->p.ema, all);
+    set_cross_spread(e, y, all_as_of, all);
     HM_BUF_PUT_LIT(b, "\"features\":");
-    fe_features_write_json(b, &f);
+    fe_features_write_json(b, all);
     HM_BUF_PUT_LIT(b, ",\"exchanges\":{");
     for (size_t i = 0; i < y->n_ex; i++) {
         const fe_market *m = &y->ex[i]->m;
@@ -453,8 +490,10 @@ static void emit_interval(fe_engine *e, fe_symbol *y) {
     HM_BUF_PUT_LIT(b, ",\"interval_end\":");
     hm_buf_i64(b, end);
     hm_buf_putc(b, ',');
-    write_markets(e, y, end, b);
+    fe_features all;
+    write_markets(e, y, end, b, &all);
     hm_buf_putc(b, '}');
+    remember(e, y, end - e->p.emit_interval_ms, end, &all);
     e->stats.emitted++;
     emit(e, e->sinks.features, y);
     check_moves(e, y, end);
@@ -749,7 +788,8 @@ int fe_engine_latest_json(const fe_engine *e, const char *symbol, hm_buf *b) {
     HM_BUF_PUT_LIT(b, ",\"timestamp\":");
     hm_buf_i64(b, y->all.max_ts_ms);
     hm_buf_putc(b, ',');
-    write_markets(e, y, FE_NO_SEC, b);
+    fe_features all;
+    write_markets(e, y, FE_NO_SEC, b, &all);
     hm_buf_putc(b, '}');
     return 0;
 }
@@ -772,6 +812,55 @@ int fe_engine_latest_exchange_json(const fe_engine *e, const char *symbol, const
     fe_features_write_json(b, &f);
     hm_buf_putc(b, '}');
     return 0;
+}
+
+int fe_engine_history(const fe_engine *e, const char *symbol, int64_t from_ms, int64_t to_ms,
+                      size_t limit, void (*fn)(void *ud, const fe_history_entry *h), void *ud) {
+    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
+    if (!y) {
+        return -ENOENT;
+    }
+    /* The newest `limit` entries in range: find where they start, then visit forwards. */
+    size_t in_range = 0, first = y->history_n;
+    for (size_t i = y->history_n; i-- > 0;) {
+        const fe_history_entry *h = &y->history[(y->history_head + i) % y->history_cap];
+        if ((to_ms && h->interval_end_ms > to_ms) || h->interval_end_ms < from_ms) {
+            continue;
+        }
+        if (in_range == limit) {
+            break;
+        }
+        in_range++;
+        first = i;
+    }
+    int n = 0;
+    for (size_t i = first; i < y->history_n && (size_t)n < in_range; i++) {
+        const fe_history_entry *h = &y->history[(y->history_head + i) % y->history_cap];
+        if ((to_ms && h->interval_end_ms > to_ms) || h->interval_end_ms < from_ms) {
+            continue;
+        }
+        fn(ud, h);
+        n++;
+    }
+    return n;
+}
+
+int fe_engine_latest_all(const fe_engine *e, const char *symbol, fe_features *all,
+                         fe_features *per_exchange, const char **exchange_names,
+                         size_t max_exchanges) {
+    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
+    if (!y) {
+        return -ENOENT;
+    }
+    fe_features_compute(&y->all, y->all.max_ts_ms + 1, &e->p.ema, all);
+    set_cross_spread(e, y, y->all.max_ts_ms + 1, all);
+    size_t n = y->n_ex < max_exchanges ? y->n_ex : max_exchanges;
+    for (size_t i = 0; i < n; i++) {
+        const fe_market *m = &y->ex[i]->m;
+        fe_features_compute(m, m->max_ts_ms + 1, &e->p.ema, &per_exchange[i]);
+        exchange_names[i] = y->ex[i]->name;
+    }
+    return (int)n;
 }
 
 void fe_engine_mark_all_changed(fe_engine *e) {

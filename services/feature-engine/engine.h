@@ -53,6 +53,7 @@ typedef struct fe_params {
     fe_ema_params ema;
     int64_t cross_fresh_ms; /* exchanges whose last price is older are out of the spread */
     int64_t max_symbols;    /* bound on symbols with state, every partition together */
+    int64_t history_max;    /* emitted intervals kept per symbol for GetHistory (memory) */
     fe_move_rule moves[FE_MAX_MOVES];
     size_t n_moves;
     int64_t cascade_window_ms;   /* liquidations within this of each other form an episode */
@@ -151,6 +152,29 @@ int fe_engine_latest(const fe_engine *e, const char *symbol, const char *exchang
 int fe_engine_latest_json(const fe_engine *e, const char *symbol, hm_buf *b);
 int fe_engine_latest_exchange_json(const fe_engine *e, const char *symbol, const char *exchange,
                                    hm_buf *b);
+
+/** One emitted interval of a symbol, across its exchanges (GetHistory). */
+typedef struct fe_history_entry {
+    int64_t interval_start_ms, interval_end_ms;
+    fe_features features;
+} fe_history_entry;
+
+/**
+ * @brief Visit the symbol's newest emitted intervals with interval_end in [from, to]
+ * (0: unbounded), at most limit of them (the newest), oldest first. @return how many,
+ * or -ENOENT for an unknown symbol.
+ */
+int fe_engine_history(const fe_engine *e, const char *symbol, int64_t from_ms, int64_t to_ms,
+                      size_t limit, void (*fn)(void *ud, const fe_history_entry *h), void *ud);
+
+/**
+ * @brief The latest features of a symbol across its exchanges and of each exchange, the
+ * exchanges' names in name order. @return the number of exchanges written (at most
+ * max_exchanges), or -ENOENT.
+ */
+int fe_engine_latest_all(const fe_engine *e, const char *symbol, fe_features *all,
+                         fe_features *per_exchange, const char **exchange_names,
+                         size_t max_exchanges);
 
 /** @brief Visit every symbol's name (ListSymbols), in no particular order. */
 void fe_engine_each_symbol(const fe_engine *e, void (*fn)(void *ud, const char *symbol), void *ud);

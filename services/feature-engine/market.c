@@ -35,6 +35,7 @@ void fe_market_init(fe_market *m) {
     m->last_ts_ms = FE_NO_SEC;
     m->ema_sec = FE_NO_SEC;
     m->current_sec = FE_NO_SEC;
+    m->first_sec = FE_NO_SEC;
 }
 
 /* Time-decayed EMA step: after dt seconds, the new value weighs 1 - e^(-dt/tau). */
@@ -75,6 +76,9 @@ static void apply_price(fe_market *m, const fe_tick_in *t, int64_t sec, const fe
     if (m->last_ts_ms == FE_NO_SEC || t->ts_ms >= m->last_ts_ms) {
         m->last_ts_ms = t->ts_ms;
         m->last_price = t->price;
+    }
+    if (m->first_sec == FE_NO_SEC || sec < m->first_sec) {
+        m->first_sec = sec;
     }
     if (m->current_sec == FE_NO_SEC) {
         m->current_sec = sec;
@@ -153,7 +157,9 @@ bool fe_market_price_at(const fe_market *m, int64_t sec, double *price) {
     if (sec > m->current_sec) {
         sec = m->current_sec;
     }
-    for (int64_t s = sec; close_in_ring(m, s); s--) {
+    /* Before the first price there is nothing: no scan of an hour of empty slots (the
+     * 1 h return of a market younger than an hour asks for exactly that). */
+    for (int64_t s = sec; s >= m->first_sec && close_in_ring(m, s); s--) {
         const fe_close *c = &m->closes[close_slot(s)];
         if (c->ts_ms != FE_NO_SEC && fe_sec_of(c->ts_ms) == s) {
             *price = c->price;

@@ -58,6 +58,7 @@ typedef struct fe_market {
     double ema_fast, ema_slow;
     int64_t ema_sec;     /* the last folded second; FE_NO_SEC: none */
     int64_t current_sec; /* the second of the latest price tick; FE_NO_SEC: none */
+    int64_t first_sec;   /* the second of the earliest price tick: nothing to find before */
     uint64_t ticks;      /* ticks applied */
 } fe_market;
 

@@ -17,6 +17,7 @@
 
 #include "engine.h"
 #include "himari/log.h"
+#include "feature_service.h"
 #include "pipeline.h"
 #include "redis_view.h"
 
@@ -27,8 +28,11 @@ typedef struct fe_kafka {
     hm_stage stage; /* first: the framework's part */
     fe_config *cfg;
     fe_engine *engine;
-    fe_redis_view *view; /* the latest view in Redis; NULL once closing */
-    bool rebuilding;     /* the record being processed is before the committed offset */
+    fe_redis_view *view;         /* the latest view in Redis; NULL once closing */
+    fe_feature_service *service; /* gRPC FeatureService */
+    uv_check_t turn;             /* after each loop turn: hand the changed symbols over */
+    bool turn_open;
+    bool rebuilding; /* the record being processed is before the committed offset */
     hm_metric_family *records_f;
     hm_counter *emitted, *events, *evicted, *bad_input;
     hm_gauge *symbols;
@@ -82,8 +86,31 @@ static void fe_process(hm_stage *st, const hm_stage_record *rec) {
         return;
     }
     k->rebuilding = rec->rebuilding;
-    if (k->view) fe_redis_view_set_quiet(k->view, rec->rebuilding);
     fe_engine_process(k->engine, m->partition, &q);
+}
+
+static void discard_changed(void *ud, const char *symbol) {
+    HM_UNUSED(ud);
+    HM_UNUSED(symbol);
+}
+
+static void hand_over(void *ud, const char *symbol) {
+    fe_kafka *k = ud;
+    if (k->view) fe_redis_view_changed(k->view, symbol);
+    fe_feature_service_changed(k->service, symbol);
+}
+
+/* After each loop turn's I/O: the symbols its records changed go to Redis and to the
+ * streams, so a tick is visible one turn after it is read. Records re-read by a rebuild
+ * change nothing visible (they rebuild what was shown before the restart). */
+static void on_turn(uv_check_t *h) {
+    fe_kafka *k = h->data;
+    if (k->rebuilding) {
+        fe_engine_take_changed(k->engine, discard_changed, NULL);
+        return;
+    }
+    fe_engine_take_changed(k->engine, hand_over, k);
+    if (k->view) fe_redis_view_turn_end(k->view);
 }
 
 static void fe_drop_state(hm_stage *st, const int32_t *partitions, size_t n) {
@@ -113,6 +140,10 @@ static void collect(hm_metrics *m, void *ud) {
 
 static void fe_closing(hm_stage *st) {
     fe_kafka *k = of(st);
+    if (k->turn_open) {
+        uv_close((uv_handle_t *)&k->turn, NULL);
+        k->turn_open = false;
+    }
     if (k->view) {
         fe_redis_view_close(k->view, NULL, NULL);
         k->view = NULL;
@@ -122,6 +153,7 @@ static void fe_closing(hm_stage *st) {
 static void fe_destroy(hm_stage *st) {
     fe_kafka *k = of(st);
     if (st->svc->metrics) hm_metrics_remove_collect(st->svc->metrics, collect, k);
+    fe_feature_service_free(k->service);
     fe_engine_free(k->engine);
 }
 
@@ -177,9 +209,15 @@ int fe_pipeline_start(hm_service *svc, fe_config *cfg, hm_stage **out, hm_err *e
     if (!k->engine) return hm_err_set(err, -ENOMEM, "feature-engine: out of memory");
     register_metrics(k, svc->metrics);
     k->view = fe_redis_view_new(svc->loop, &cfg->redis, k->engine, cfg->redis_ttl_s,
-                                cfg->redis_history_max, svc->metrics);
-    if (!k->view) return hm_err_set(err, -ENOMEM, "feature-engine: out of memory");
+                                cfg->history_max, svc->metrics);
+    k->service = fe_feature_service_new(svc, k->engine);
+    if (!k->view || !k->service) return hm_err_set(err, -ENOMEM, "feature-engine: out of memory");
+    uv_check_init(svc->loop, &k->turn);
+    k->turn.data = k;
+    uv_check_start(&k->turn, on_turn);
+    k->turn_open = true;
     int rc = hm_stage_start(st, err);
+    if (rc != 0) fe_closing(st); /* the loop must run out: close what was opened here */
     if (rc == 0)
         hm_log_info("pipeline_started", HM_LS("input", cfg->input_topic),
                     HM_LS("output", cfg->output_topic), HM_LS("events", cfg->events_topic),
@@ -190,6 +228,6 @@ int fe_pipeline_start(hm_service *svc, fe_config *cfg, hm_stage **out, hm_err *e
 void fe_pipeline_reconfigure(void *ud) {
     fe_kafka *k = ud;
     fe_engine_set_params(k->engine, &k->cfg->params);
-    if (k->view) fe_redis_view_set_limits(k->view, k->cfg->redis_ttl_s, k->cfg->redis_history_max);
+    if (k->view) fe_redis_view_set_limits(k->view, k->cfg->redis_ttl_s, k->cfg->history_max);
     hm_stage_set_commit_policy(&k->stage, k->cfg->commit_interval_ms, k->cfg->commit_max_records);
 }

@@ -1,12 +1,14 @@
 /*
  * redis_view.c: the latest view in Redis (redis_view.h).
  *
- * A uv_check runs after each loop turn's I/O; when the engine marked symbols changed and
- * the connection is READY it takes them and pipelines, per symbol, a SET of the symbol's
- * latest JSON and one per exchange, each with EX ttl. Nothing waits for the replies: a
- * failed command is counted (and logged); when a lost connection is back every symbol is
- * written whole, with its current values. Refused at max_pending in flight, the turn's
- * remaining symbols are marked again and written on a later turn.
+ * The pipeline hands over each symbol a loop turn changed (fe_redis_view_changed); when
+ * the connection is READY the view pipelines a SET of the symbol's latest JSON and one per
+ * exchange, each with EX ttl. Nothing waits for the replies; a failed one (an error reply,
+ * such as LOADING from a Redis that is still reading its data back, or a connection lost
+ * with the command in flight) is counted and logged, and the whole view is written again
+ * 500 ms later. While the connection is not ready changes are not kept: when it is back
+ * every symbol is written whole with its current values. Refused at max_pending in
+ * flight, the view writes every symbol again at the end of a later turn.
  */
 #include "redis_view.h"
 
@@ -21,9 +23,9 @@ struct fe_redis_view {
     uv_loop_t *loop;
     fe_engine *engine;
     hm_redis *redis;
-    uv_check_t check;
     int64_t ttl_s, history_max;
-    bool quiet;
+    bool write_all;       /* a turn could not write everything, or the connection came back */
+    uint64_t retry_at_ms; /* after a failed write: write all again, not before this */
     hm_buf key, val;
     const char *symbol; /* during a write: the symbol being written */
     bool blocked;       /* a command was refused this turn: the rest waits */
@@ -33,20 +35,25 @@ struct fe_redis_view {
     void *closed_ud;
 };
 
+/* How long a failed write waits before the view is written whole again (a Redis that is
+ * still loading its data answers LOADING to every write for a while). */
+#define RETRY_AFTER_MS 500
+
 static void on_reply(hm_redis *r, const redisReply *reply, void *ud) {
     (void)r;
     fe_redis_view *v = ud;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        hm_counter_inc(v->write_errors);
-        if (reply) {
-            hm_log_limited(HM_LOG_WARN, "redis_write_failed", 10, HM_LS("error", reply->str));
-        }
-        /* Which symbol is not known here; the view is rewritten whole when the connection
-         * is back, and a refused write on a live connection is a configuration problem
-         * (e.g. a read-only replica) that the log names. */
+    if (reply && reply->type != REDIS_REPLY_ERROR) {
+        hm_counter_inc(v->writes);
         return;
     }
-    hm_counter_inc(v->writes);
+    hm_counter_inc(v->write_errors);
+    if (reply) {
+        hm_log_limited(HM_LOG_WARN, "redis_write_failed", 10, HM_LS("error", reply->str));
+    }
+    /* Which symbol's write failed is not known here, so all of them are written again: a
+     * failed write must never leave an old value served. */
+    v->write_all = true;
+    v->retry_at_ms = uv_now(v->loop) + RETRY_AFTER_MS;
 }
 
 static bool send_argv(fe_redis_view *v, int argc, const char **argv, const size_t *lens) {
@@ -92,27 +99,24 @@ static void write_symbol(void *ud, const char *symbol) {
     fe_engine_each_exchange(v->engine, symbol, write_exchange, v);
 }
 
-static void discard(void *ud, const char *symbol) {
-    (void)ud;
-    (void)symbol;
-}
-
-static void on_check(uv_check_t *h) {
-    fe_redis_view *v = h->data;
-    if (v->quiet) {
-        /* Rebuilt state is what was written before the restart: nothing new to show. */
-        fe_engine_take_changed(v->engine, discard, NULL);
-        return;
-    }
-    if (hm_redis_get_state(v->redis) != HM_REDIS_READY) {
-        return; /* the marks wait for the connection */
+void fe_redis_view_changed(fe_redis_view *v, const char *symbol) {
+    if (hm_redis_get_state(v->redis) != HM_REDIS_READY || v->write_all) {
+        return; /* written whole when the connection is back, or at the turn's end */
     }
     v->blocked = false;
-    fe_engine_take_changed(v->engine, write_symbol, v);
-    if (v->blocked) {
-        /* Refused at max_pending: what this turn could not write is written whole later. */
-        fe_engine_mark_all_changed(v->engine);
+    write_symbol(v, symbol);
+    if (v->blocked) v->write_all = true;
+}
+
+void fe_redis_view_turn_end(fe_redis_view *v) {
+    if (!v->write_all || hm_redis_get_state(v->redis) != HM_REDIS_READY ||
+        uv_now(v->loop) < v->retry_at_ms) {
+        return;
     }
+    v->write_all = false;
+    v->blocked = false;
+    fe_engine_each_symbol(v->engine, write_symbol, v);
+    if (v->blocked) v->write_all = true; /* at max_pending: again at a later turn's end */
 }
 
 static void on_state(hm_redis *r, hm_redis_state state, void *ud) {
@@ -120,7 +124,7 @@ static void on_state(hm_redis *r, hm_redis_state state, void *ud) {
     fe_redis_view *v = ud;
     hm_gauge_set(v->up, state == HM_REDIS_READY);
     if (state == HM_REDIS_READY) {
-        fe_engine_mark_all_changed(v->engine); /* back: write the current values of all */
+        v->write_all = true; /* back: the current values of all, at this turn's end */
     }
 }
 
@@ -151,19 +155,12 @@ fe_redis_view *fe_redis_view_new(uv_loop_t *loop, const hm_redis_config *cfg, fe
         free(v);
         return NULL;
     }
-    uv_check_init(loop, &v->check);
-    v->check.data = v;
-    uv_check_start(&v->check, on_check);
     return v;
 }
 
 void fe_redis_view_set_limits(fe_redis_view *v, int64_t ttl_s, int64_t history_max) {
     v->ttl_s = ttl_s;
     v->history_max = history_max;
-}
-
-void fe_redis_view_set_quiet(fe_redis_view *v, bool quiet) {
-    v->quiet = quiet;
 }
 
 void fe_redis_view_history(fe_redis_view *v, const char *symbol, size_t symbol_len,
@@ -191,24 +188,18 @@ hm_redis_state fe_redis_view_state(const fe_redis_view *v) {
     return hm_redis_get_state(v->redis);
 }
 
-static void on_check_closed(uv_handle_t *h) {
-    fe_redis_view *v = h->data;
+static void on_redis_closed(void *ud) {
+    fe_redis_view *v = ud;
     hm_buf_free(&v->key);
     hm_buf_free(&v->val);
     void (*closed)(void *) = v->closed;
-    void *ud = v->closed_ud;
+    void *cud = v->closed_ud;
     free(v);
-    if (closed) closed(ud);
-}
-
-static void on_redis_closed(void *ud) {
-    fe_redis_view *v = ud;
-    uv_close((uv_handle_t *)&v->check, on_check_closed);
+    if (closed) closed(cud);
 }
 
 void fe_redis_view_close(fe_redis_view *v, void (*closed)(void *ud), void *ud) {
     v->closed = closed;
     v->closed_ud = ud;
-    uv_check_stop(&v->check);
     hm_redis_close(v->redis, on_redis_closed, v);
 }

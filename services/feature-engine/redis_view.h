@@ -4,12 +4,11 @@
  *   features:{exchange}:{symbol}:latest one exchange's (JSON, TTL)
  *   features:{symbol}:history           sorted set of features_computed records by
  *                                       interval end, trimmed to the newest N
- * Written after every batch of input (a libuv check handle: once per loop turn in which
- * records were processed) for the symbols that batch changed, pipelined on one
- * connection (himari/redis.h). Redis down or restarted: the engine keeps computing, the
- * changed marks wait (bounded by the number of symbols), and when the connection is
- * READY again every symbol is written whole. History records emitted while Redis was
- * down are not kept for it (features_computed holds them all); they are counted.
+ * Written after every batch of input (the pipeline hands over the symbols each loop turn
+ * changed), pipelined on one connection (himari/redis.h). Redis down or restarted: the
+ * engine keeps computing, nothing is queued for Redis, and when the connection is READY
+ * again every symbol is written whole with its current values. History records emitted
+ * while Redis was down are not kept for it (features_computed holds them all); counted.
  */
 #ifndef FE_REDIS_VIEW_H
 #define FE_REDIS_VIEW_H
@@ -25,8 +24,8 @@
 typedef struct fe_redis_view fe_redis_view;
 
 /**
- * @brief Connect to Redis and write the engine's latest view after every loop turn in
- * which it changed. @return the view (close with fe_redis_view_close) or NULL.
+ * @brief Connect to Redis (it keeps reconnecting). @return the view (close with
+ * fe_redis_view_close) or NULL out of memory.
  */
 fe_redis_view *fe_redis_view_new(uv_loop_t *loop, const hm_redis_config *cfg, fe_engine *engine,
                                  int64_t ttl_s, int64_t history_max, hm_metrics *metrics);
@@ -38,8 +37,10 @@ void fe_redis_view_set_limits(fe_redis_view *v, int64_t ttl_s, int64_t history_m
 void fe_redis_view_history(fe_redis_view *v, const char *symbol, size_t symbol_len,
                            int64_t interval_end_ms, const char *json, size_t len);
 
-/** @brief While true (a rebuild is replaying committed input) changes are not written. */
-void fe_redis_view_set_quiet(fe_redis_view *v, bool quiet);
+/** @brief A symbol this loop turn changed: write its latest view (when READY). */
+void fe_redis_view_changed(fe_redis_view *v, const char *symbol);
+/** @brief The turn's changes are handed over: write everything if a reconnect asked. */
+void fe_redis_view_turn_end(fe_redis_view *v);
 
 /** @brief "ready", "down", ... and the last error, for /status and logs. */
 hm_redis_state fe_redis_view_state(const fe_redis_view *v);

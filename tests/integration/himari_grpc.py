@@ -39,6 +39,7 @@ import grpc
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
 CONTROL_PROTO = PROTO_DIR / "himari/v1/control.proto"
+FEATURES_PROTO = PROTO_DIR / "himari/v1/features.proto"
 HEALTH_PROTO = PROTO_DIR / "grpc/health/v1/health.proto"
 # Where the health proto is placed for compiling (see the module docstring).
 HEALTH_PACKAGE_DIR = "himari_health/v1"
@@ -57,7 +58,7 @@ def _cache_key() -> str:
     import grpc_tools  # the version of the compiler is part of what we cache
 
     h = hashlib.sha256()
-    for p in (CONTROL_PROTO, HEALTH_PROTO):
+    for p in (CONTROL_PROTO, FEATURES_PROTO, HEALTH_PROTO):
         h.update(p.read_bytes())
     h.update(getattr(grpc_tools, "__version__", "").encode())
     h.update(grpc.__version__.encode())
@@ -80,6 +81,7 @@ def _compile_into(out: pathlib.Path) -> None:
     shutil.copyfile(HEALTH_PROTO, src / HEALTH_PACKAGE_DIR / "health.proto")
     jobs = [
         (str(PROTO_DIR), str(CONTROL_PROTO)),
+        (str(PROTO_DIR), str(FEATURES_PROTO)),
         (str(src), str(src / HEALTH_PACKAGE_DIR / "health.proto")),
     ]
     for include, proto in jobs:
@@ -125,13 +127,15 @@ def _load() -> types.SimpleNamespace:
     return types.SimpleNamespace(
         control_pb2=importlib.import_module("himari.v1.control_pb2"),
         control_pb2_grpc=importlib.import_module("himari.v1.control_pb2_grpc"),
+        features_pb2=importlib.import_module("himari.v1.features_pb2"),
+        features_pb2_grpc=importlib.import_module("himari.v1.features_pb2_grpc"),
         health_pb2=importlib.import_module("himari_health.v1.health_pb2"),
         health_pb2_grpc=importlib.import_module("himari_health.v1.health_pb2_grpc"),
     )
 
 
 def modules() -> types.SimpleNamespace:
-    """The generated modules: .control_pb2, .control_pb2_grpc, .health_pb2, .health_pb2_grpc."""
+    """The generated modules: .control_pb2(_grpc), .features_pb2(_grpc), .health_pb2(_grpc)."""
     with _lock:
         return _load()
 
@@ -150,6 +154,11 @@ def _as_channel(target_or_channel) -> grpc.Channel:
 def control_stub(target_or_channel):
     """A himari.v1.ControlService stub on a target string or an existing channel."""
     return modules().control_pb2_grpc.ControlServiceStub(_as_channel(target_or_channel))
+
+
+def features_stub(target_or_channel):
+    """A himari.v1.FeatureService stub on a target string or an existing channel."""
+    return modules().features_pb2_grpc.FeatureServiceStub(_as_channel(target_or_channel))
 
 
 def health_stub(target_or_channel):

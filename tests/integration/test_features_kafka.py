@@ -14,13 +14,14 @@ import collections
 import json
 import random
 import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 import redis
 
-from conftest import BIN, consume_all, create_topic, stack
+from conftest import BIN, ROOT, consume_all, create_topic, stack
 from validator_env import produce_file
 
 CONFIG = """
@@ -180,6 +181,14 @@ def test_redis_holds_the_final_view_and_history(kafka, topics, corpus, redis_ser
              next(v for v in corpus["latest"] if v["symbol"] == "BTC/USDT"), 30,
              "the final BTC/USDT view in Redis")
     assert_view_is_the_replays(r, corpus)
+    # The example strategy that reads Redis directly sees the same.
+    example = subprocess.run([sys.executable, str(ROOT / "examples/redis_reader.py"), "--port",
+                              str(redis_server[0]), "--db", str(db), "--password-file",
+                              str(redis_server[1]), "BTC/USDT", "ETH/USDT"],
+                             capture_output=True, text=True, timeout=30)
+    assert example.returncode == 0, example.stderr
+    btc = next(v for v in corpus["latest"] if v["symbol"] == "BTC/USDT")
+    assert f"last={btc['features']['last_price']}" in example.stdout
     assert svc.stop() == 0, svc.tail()
 
 

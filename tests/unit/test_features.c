@@ -655,6 +655,34 @@ static void test_a_record_whose_time_or_identity_the_validator_held_is_not_appli
     fx_free(&f);
 }
 
+static void count_history(void *ud, const fe_history_entry *h) {
+    int64_t *ends = ud;
+    ends[++ends[0]] = h->interval_end_ms;
+}
+
+static void test_history_keeps_the_newest_intervals_and_answers_ranges(void **s) {
+    (void)s;
+    fixture f;
+    fe_params p = defaults();
+    p.history_max = 20;
+    fx_init(&f, &p);
+    for (int i = 0; i <= 50; i++)
+        trade(&f, "BTC/USDT", "binance", T0 + i * 1000, 100 + i, 1, 0, 1);
+    int64_t ends[64] = {0};
+    /* 50 intervals were emitted; the newest 20 are kept, oldest first. */
+    assert_int_equal(fe_engine_history(f.e, "BTC/USDT", 0, 0, 100, count_history, ends), 20);
+    assert_int_equal(ends[1], T0 + 31000);
+    assert_int_equal(ends[20], T0 + 50000);
+    /* A range, and a limit that takes the newest of it. */
+    memset(ends, 0, sizeof(ends));
+    assert_int_equal(
+        fe_engine_history(f.e, "BTC/USDT", T0 + 35000, T0 + 44000, 3, count_history, ends), 3);
+    assert_int_equal(ends[1], T0 + 42000);
+    assert_int_equal(ends[3], T0 + 44000);
+    assert_int_equal(fe_engine_history(f.e, "ETH/USDT", 0, 0, 10, count_history, ends), -ENOENT);
+    fx_free(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_empty_market_has_no_price_features_and_zero_counts),
@@ -679,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_changed_symbols_are_handed_out_once_and_partitions_drop),
         cmocka_unit_test(test_parse_errors_and_records_without_exchange_or_score_are_not_applied),
         cmocka_unit_test(test_a_record_whose_time_or_identity_the_validator_held_is_not_applied),
+        cmocka_unit_test(test_history_keeps_the_newest_intervals_and_answers_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

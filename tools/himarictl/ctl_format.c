@@ -11,6 +11,7 @@
 #include "himari/status.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *ctl_health_name(int status, char tmp[32]) {
@@ -156,4 +157,62 @@ void ctl_format_health(hm_buf *out, const char *service, int status, bool json) 
     } else {
         hm_buf_printf(out, "%s\n", name);
     }
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    const Himari__V1__Features__ValuesEntry *x =
+        *(const Himari__V1__Features__ValuesEntry *const *)a;
+    const Himari__V1__Features__ValuesEntry *y =
+        *(const Himari__V1__Features__ValuesEntry *const *)b;
+    return strcmp(x->key, y->key);
+}
+
+/* The values by key, so that the output reads the same whatever order the map came in. */
+static void format_block(hm_buf *out, const Himari__V1__Features *f, bool json) {
+    Himari__V1__Features__ValuesEntry **v = hm_xmalloc((f->n_values + 1) * sizeof(*v));
+    memcpy(v, f->values, f->n_values * sizeof(*v));
+    qsort(v, f->n_values, sizeof(*v), cmp_entry);
+    if (json) {
+        HM_BUF_PUT_LIT(out, "{\"symbol\":");
+        hm_json_cstr(out, f->symbol);
+        HM_BUF_PUT_LIT(out, ",\"exchange\":");
+        hm_json_cstr(out, f->exchange);
+        HM_BUF_PUT_LIT(out, ",\"timestamp_ms\":");
+        hm_buf_i64(out, f->timestamp_ms);
+        HM_BUF_PUT_LIT(out, ",\"ticks\":");
+        hm_buf_u64(out, f->ticks);
+        HM_BUF_PUT_LIT(out, ",\"values\":{");
+        for (size_t i = 0; i < f->n_values; i++) {
+            if (i) hm_buf_putc(out, ',');
+            hm_json_cstr(out, v[i]->key);
+            hm_buf_putc(out, ':');
+            hm_json_double(out, v[i]->value);
+        }
+        HM_BUF_PUT_LIT(out, "}}");
+    } else {
+        hm_buf_printf(out, "%s %s  (newest tick %lld, %llu ticks)\n", f->symbol,
+                      f->exchange[0] ? f->exchange : "all exchanges", (long long)f->timestamp_ms,
+                      (unsigned long long)f->ticks);
+        for (size_t i = 0; i < f->n_values; i++) {
+            hm_buf_printf(out, "  %-28s %.10g\n", v[i]->key, v[i]->value);
+        }
+    }
+    free(v);
+}
+
+void ctl_format_features(hm_buf *out, const Himari__V1__SymbolFeatures *f, bool json) {
+    if (json) {
+        HM_BUF_PUT_LIT(out, "{\"features\":");
+        format_block(out, f->features, true);
+        HM_BUF_PUT_LIT(out, ",\"exchanges\":[");
+        for (size_t i = 0; i < f->n_exchanges; i++) {
+            if (i) hm_buf_putc(out, ',');
+            format_block(out, f->exchanges[i], true);
+        }
+        HM_BUF_PUT_LIT(out, "]}\n");
+        return;
+    }
+    format_block(out, f->features, false);
+    for (size_t i = 0; i < f->n_exchanges; i++)
+        format_block(out, f->exchanges[i], false);
 }

@@ -13,6 +13,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "himari/buf.h"
 #include "himari/v1/control.pb-c.h"
+#include "himari/v1/features.pb-c.h"
 
 /** @brief "SERVING", "NOT_SERVING", "UNKNOWN", "SERVICE_UNKNOWN"; "STATUS_<n>" otherwise. */
 const char *ctl_health_name(int status, char tmp[32]);
@@ -27,5 +28,7 @@ void ctl_format_state(hm_buf *out, int state, bool json);
 void ctl_format_reload(hm_buf *out, const Himari__V1__ReloadConfigResponse *r, bool json);
 void ctl_format_drain(hm_buf *out, const Himari__V1__DrainResponse *r, bool json);
 void ctl_format_health(hm_buf *out, const char *service, int status, bool json);
+/** A FeatureService answer: the symbol's block and each exchange's (keys sorted). */
+void ctl_format_features(hm_buf *out, const Himari__V1__SymbolFeatures *f, bool json);
 
 #endif

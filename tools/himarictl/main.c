@@ -1,10 +1,12 @@
 /*
  * himarictl: the operator's CLI for a HIMARI service's ControlService and
- * grpc.health.v1 endpoint (proto/himari/v1/control.proto).
+ * grpc.health.v1 endpoint (proto/himari/v1/control.proto), and a strategy's quick look at
+ * the feature-engine's FeatureService (proto/himari/v1/features.proto).
  *
  *   himarictl [--target HOST:PORT] [--token-file FILE] [--timeout MS] [--json]
  *             status | watch [--interval MS] [--count N] | pause | resume
  *             | reload [--path FILE] | drain | health [--service NAME]
+ *             | features SYMBOL [--exchange NAME]     (the feature-engine's FeatureService)
  *
  * A tool, not a service: it blocks on its one call and exits. Output goes to
  * stdout (a block per message, or one JSON object per line with --json);
@@ -38,36 +40,41 @@ typedef struct ctl_opts {
     int64_t timeout_ms;
     bool json;
     const char *command;
-    int64_t interval_ms; /* watch; -1: server default */
-    int64_t count;       /* watch; 0: until the stream ends */
-    const char *path;    /* reload */
-    const char *service; /* health */
+    int64_t interval_ms;  /* watch; -1: server default */
+    int64_t count;        /* watch; 0: until the stream ends */
+    const char *path;     /* reload */
+    const char *service;  /* health */
+    const char *symbol;   /* features */
+    const char *exchange; /* features */
 } ctl_opts;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: himarictl [--target HOST:PORT] [--token-file FILE] [--timeout MS] [--json]\n"
-            "                 COMMAND [ARGS]\n"
-            "\n"
-            "commands:\n"
-            "  status                           the service's state, counters and partitions\n"
-            "  watch [--interval MS] [--count N]  stream the status (until N messages or the end)\n"
-            "  pause                            stop consuming (needs the token)\n"
-            "  resume                           consume again (needs the token)\n"
-            "  reload [--path FILE]             re-read the configuration file the service was\n"
-            "                                   started with; --path, if given, must name it\n"
-            "                                   exactly (needs the token)\n"
-            "  drain                            finish in-flight work and exit (needs the token)\n"
-            "  health [--service NAME]          grpc.health.v1 Check; exit 0 only when SERVING\n"
-            "\n"
-            "options:\n"
-            "  --target HOST:PORT   default $HIMARI_GRPC_TARGET or " DEFAULT_TARGET "\n"
-            "  --token-file FILE    bearer token file, default $HIMARI_GRPC_TOKEN_FILE\n"
-            "  --timeout MS         deadline of a unary call, default %d\n"
-            "  --json               one JSON object per message\n"
-            "\n"
-            "exit: 0 ok, 1 the call failed (or health is not SERVING), 2 usage\n",
-            DEFAULT_TIMEOUT_MS);
+    fprintf(
+        f,
+        "usage: himarictl [--target HOST:PORT] [--token-file FILE] [--timeout MS] [--json]\n"
+        "                 COMMAND [ARGS]\n"
+        "\n"
+        "commands:\n"
+        "  status                           the service's state, counters and partitions\n"
+        "  watch [--interval MS] [--count N]  stream the status (until N messages or the end)\n"
+        "  pause                            stop consuming (needs the token)\n"
+        "  resume                           consume again (needs the token)\n"
+        "  reload [--path FILE]             re-read the configuration file the service was\n"
+        "                                   started with; --path, if given, must name it\n"
+        "                                   exactly (needs the token)\n"
+        "  drain                            finish in-flight work and exit (needs the token)\n"
+        "  health [--service NAME]          grpc.health.v1 Check; exit 0 only when SERVING\n"
+        "  features SYMBOL [--exchange EX]  the feature-engine's latest features of SYMBOL\n"
+        "                                   (FeatureService.GetLatest; --target its gRPC port)\n"
+        "\n"
+        "options:\n"
+        "  --target HOST:PORT   default $HIMARI_GRPC_TARGET or " DEFAULT_TARGET "\n"
+        "  --token-file FILE    bearer token file, default $HIMARI_GRPC_TOKEN_FILE\n"
+        "  --timeout MS         deadline of a unary call, default %d\n"
+        "  --json               one JSON object per message\n"
+        "\n"
+        "exit: 0 ok, 1 the call failed (or health is not SERVING), 2 usage\n",
+        DEFAULT_TIMEOUT_MS);
 }
 
 static int usage_error(const char *fmt, ...) HM_PRINTF(1, 2);
@@ -110,8 +117,8 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, bo
 }
 
 static bool command_known(const char *c) {
-    static const char *const cmds[] = {"status", "watch", "pause", "resume",
-                                       "reload", "drain", "health"};
+    static const char *const cmds[] = {"status", "watch", "pause",  "resume",
+                                       "reload", "drain", "health", "features"};
     for (size_t i = 0; i < HM_ARRAY_LEN(cmds); i++) {
         if (strcmp(c, cmds[i]) == 0) return true;
     }
@@ -167,7 +174,16 @@ static int parse_args(int argc, char **argv, ctl_opts *o) {
             o->service = v;
             continue;
         }
+        if ((v = opt_value(argc, argv, &i, "--exchange", &m)) || m) {
+            if (!v || !*v) return usage_error("%s needs a name", "--exchange");
+            o->exchange = v;
+            continue;
+        }
         if (a[0] == '-') return usage_error("unknown option '%s'", a);
+        if (o->command && strcmp(o->command, "features") == 0 && !o->symbol) {
+            o->symbol = a;
+            continue;
+        }
         if (o->command) return usage_error("one command at a time ('%s' is extra)", a);
         if (!command_known(a)) return usage_error("unknown command '%s'", a);
         o->command = a;
@@ -180,6 +196,10 @@ static int parse_args(int argc, char **argv, ctl_opts *o) {
         return usage_error("--path goes with reload, not %s", o->command);
     if (o->service && strcmp(o->command, "health") != 0)
         return usage_error("--service goes with health, not %s", o->command);
+    bool features = strcmp(o->command, "features") == 0;
+    if (features && !o->symbol) return usage_error("%s", "features needs a SYMBOL (BTC/USDT)");
+    if (o->exchange && !features)
+        return usage_error("--exchange goes with features, not %s", o->command);
     return 0;
 }
 
@@ -338,6 +358,21 @@ static int cmd_health(ctl_client *c, const ctl_opts *o, hm_buf *out) {
     return status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING ? 0 : 1;
 }
 
+static int cmd_features(ctl_client *c, const ctl_opts *o, hm_buf *out) {
+    Himari__V1__GetLatestRequest req = HIMARI__V1__GET_LATEST_REQUEST__INIT;
+    req.symbol = (char *)o->symbol;
+    req.exchange = (char *)(o->exchange ? o->exchange : "");
+    ProtobufCMessage *resp = NULL;
+    ctl_result res;
+    (void)ctl_unary(c, "/himari.v1.FeatureService/GetLatest", &req.base,
+                    &himari__v1__symbol_features__descriptor, NULL, o->timeout_ms, &resp, &res);
+    if (res.code != GRPC_STATUS_OK) return call_failed(c, "FeatureService/GetLatest", &res);
+    ctl_format_features(out, (const Himari__V1__SymbolFeatures *)resp, o->json);
+    emit(out);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     ctl_opts o = {.timeout_ms = DEFAULT_TIMEOUT_MS, .interval_ms = -1};
     const char *env_target = getenv("HIMARI_GRPC_TARGET");
@@ -355,6 +390,8 @@ int main(int argc, char **argv) {
         rc = cmd_watch(c, &o, &out);
     else if (strcmp(o.command, "health") == 0)
         rc = cmd_health(c, &o, &out);
+    else if (strcmp(o.command, "features") == 0)
+        rc = cmd_features(c, &o, &out);
     else
         rc = cmd_mutating(c, &o, &out);
     hm_buf_free(&out);
