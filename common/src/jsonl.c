@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -174,4 +175,26 @@ int hm_jsonl_read(int fd, size_t limit, const hm_jsonl_ops *ops) {
     free(head);
     free(buf);
     return rc;
+}
+
+int hm_replay_opts_set(hm_replay_opts *r, const char *option, const char *arg) {
+    static const struct {
+        const char *name;
+        size_t off;
+    } k_paths[] = {
+        {"replay", offsetof(hm_replay_opts, input)},  {"output", offsetof(hm_replay_opts, output)},
+        {"events", offsetof(hm_replay_opts, events)}, {"dlq", offsetof(hm_replay_opts, dlq)},
+        {"latest", offsetof(hm_replay_opts, latest)},
+    };
+    if (strcmp(option, "progress") == 0) {
+        r->progress = true;
+        return 0;
+    }
+    for (size_t i = 0; i < HM_ARRAY_LEN(k_paths); i++) {
+        if (strcmp(option, k_paths[i].name) == 0) {
+            *(const char **)((char *)r + k_paths[i].off) = arg;
+            return 0;
+        }
+    }
+    return -EINVAL;
 }

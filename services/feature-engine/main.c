@@ -31,30 +31,7 @@ static const hm_service_option k_options[] = {
 };
 
 static int on_option(void *opts, size_t index, const char *arg) {
-    fe_replay_opts *r = opts;
-    switch (index) {
-        case OPT_REPLAY:
-            r->input = arg;
-            break;
-        case OPT_OUTPUT:
-            r->output = arg;
-            break;
-        case OPT_EVENTS:
-            r->events = arg;
-            break;
-        case OPT_LATEST:
-            r->latest = arg;
-            break;
-        case OPT_DLQ:
-            r->dlq = arg;
-            break;
-        case OPT_PROGRESS:
-            r->progress = true;
-            break;
-        default:
-            return -EINVAL;
-    }
-    return 0;
+    return hm_replay_opts_set(opts, k_options[index].name, arg);
 }
 
 static int run_replay(void *cfg, void *opts) {
@@ -89,6 +66,6 @@ static const hm_service_desc k_service = {
 
 int main(int argc, char **argv) {
     static fe_config cfg; /* lives as long as the process; the stage reads it */
-    static fe_replay_opts replay;
+    static hm_replay_opts replay;
     return hm_service_main(argc, argv, &k_service, &cfg, &replay);
 }

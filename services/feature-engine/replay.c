@@ -26,7 +26,7 @@
 #define MAX_LINE_BYTES (1u << 20)
 
 typedef struct replay {
-    const fe_replay_opts *opts;
+    const hm_replay_opts *opts;
     fe_engine *engine;
     hm_ostream out, events, latest, dlq;
     uint64_t lines, bad_lines;
@@ -129,7 +129,7 @@ static void write_latest(replay *r) {
     free(l.v);
 }
 
-int fe_replay_run(const fe_config *cfg, const fe_replay_opts *opts) {
+int fe_replay_run(const fe_config *cfg, const hm_replay_opts *opts) {
     replay r = {.opts = opts};
     const char *in_name = opts->input && strcmp(opts->input, "-") != 0 ? opts->input : "stdin";
     int in_fd = STDIN_FILENO;

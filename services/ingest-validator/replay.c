@@ -34,7 +34,7 @@
 /** One replay run. */
 typedef struct replay {
     const iv_config *cfg;
-    const iv_replay_opts *opts;
+    const hm_replay_opts *opts;
     iv_engine *engine;
     hm_ostream out, events, dlq;
     iv_output res;
@@ -92,7 +92,7 @@ static void spill_to_dlq(void *ud, const char *p, size_t n) {
     hm_ostream_write(&r->dlq, p, n);
 }
 
-int iv_replay_run(const iv_config *cfg, const iv_replay_opts *opts) {
+int iv_replay_run(const iv_config *cfg, const hm_replay_opts *opts) {
     replay r;
     memset(&r, 0, sizeof(r));
     r.cfg = cfg;

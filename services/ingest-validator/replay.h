@@ -7,20 +7,19 @@
 #define IV_REPLAY_H
 
 #include "config.h"
+#include "himari/jsonl.h"
 
-typedef struct iv_replay_opts {
-    const char *input;  /* path, or "-" for stdin */
-    const char *output; /* path, or "-"/NULL for stdout */
-    const char *events; /* feed_silence/feed_resumed events as JSONL; NULL: discarded */
-    const char *dlq;    /* unparseable lines, verbatim; NULL: not written */
-    bool progress;      /* a progress line on stderr every second */
-} iv_replay_opts;
+/*
+ * Options (himari/jsonl.h's hm_replay_opts): input (--replay), output (quality records,
+ * stdout by default), events (feed_silence/feed_resumed), dlq (unparseable lines,
+ * verbatim), progress.
+ */
 
 /**
  * @brief Run the replay. The freshness clock is always the event clock (a
  * replay has no ingest times). Prints a summary line on stderr at the end.
  * @return the process exit code: 0, or 1 on an I/O error (named on stderr).
  */
-int iv_replay_run(const iv_config *cfg, const iv_replay_opts *opts);
+int iv_replay_run(const iv_config *cfg, const hm_replay_opts *opts);
 
 #endif

@@ -67,4 +67,21 @@ typedef struct hm_jsonl_ops {
  */
 int hm_jsonl_read(int fd, size_t limit, const hm_jsonl_ops *ops) HM_MUST_CHECK;
 
+/** The options of the services' --replay modes (a service uses those it documents). */
+typedef struct hm_replay_opts {
+    const char *input;  /* --replay FILE: path, or "-" for stdin */
+    const char *output; /* --output FILE: path, or "-"/NULL for stdout */
+    const char *events; /* --events FILE: events as JSONL; NULL: discarded */
+    const char *dlq;    /* --dlq FILE: lines refused, verbatim; NULL: not written */
+    const char *latest; /* --latest FILE: a final view (feature-engine); NULL: none */
+    bool progress;      /* --progress: a progress line on stderr every second */
+} hm_replay_opts;
+
+/**
+ * @brief Store a replay option by its long name ("replay", "output", "events", "dlq",
+ * "latest", "progress"; arg NULL for the flag): a service's on_option hook in one call.
+ * @return 0, or -EINVAL for another name.
+ */
+int hm_replay_opts_set(hm_replay_opts *r, const char *option, const char *arg) HM_MUST_CHECK;
+
 #endif
