@@ -92,6 +92,13 @@ unsigned hm_qcode_holds(hm_qcode c) {
     return (unsigned)c < HM_QCODE_COUNT ? k_holds[c] : 0u;
 }
 
+hm_qcodeset hm_qcodes_holding(unsigned holds) {
+    hm_qcodeset set = 0;
+    for (int c = 0; c < HM_QCODE_COUNT; c++)
+        if (k_holds[c] & holds) set |= HM_QBIT(c);
+    return set;
+}
+
 int hm_qcode_by_name_n(const char *s, size_t n) {
     if (!s) return -ENOENT;
     pthread_once(&k_by_name_once, sort_names);

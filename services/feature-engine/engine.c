@@ -62,8 +62,9 @@ struct fe_engine {
     fe_symbol *newest, *oldest; /* the recency list's ends (eviction takes the oldest) */
     fe_symbol **changed;
     size_t n_changed, cap_changed;
-    hm_buf out; /* the record being emitted */
-    hm_buf id;  /* an event id being built */
+    hm_buf out;                  /* the record being emitted */
+    hm_buf id;                   /* an event id being built */
+    hm_qcodeset untrusted_codes; /* the codes that hold the validator's sequence state */
 };
 
 void fe_params_default(fe_params *p) {
@@ -313,6 +314,7 @@ fe_engine *fe_engine_new(const fe_params *p, const fe_sinks *sinks) {
         e->sinks = *sinks;
     }
     e->key = hm_hash_key_random();
+    e->untrusted_codes = hm_qcodes_holding(HM_QHOLD_SEQ);
     return e;
 }
 
@@ -661,17 +663,6 @@ static bool value_ok(const hm_tick *t, hm_field f, double v, bool positive) {
     return t->st[f] == HM_F_OK && isfinite(v) && (positive ? v > 0 : v >= 0);
 }
 
-/* Does a code of the set hold the validator's sequence state (its identity, time or
- * trade id was not trusted, or it repeats a trade)? */
-static bool holds_sequence(hm_qcodeset codes) {
-    for (int c = 0; codes; c++, codes >>= 1) {
-        if ((codes & 1) && (hm_qcode_holds((hm_qcode)c) & HM_QHOLD_SEQ)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 void fe_engine_process(fe_engine *e, int32_t partition, const hm_quality *q) {
     const hm_tick *t = &q->tick;
     e->stats.records++;
@@ -684,7 +675,7 @@ void fe_engine_process(fe_engine *e, int32_t partition, const hm_quality *q) {
      * repeats a trade (a duplicate trade id) would make a symbol of a typo, move the
      * symbol's clock by a bad timestamp (every later tick would be late) or count a
      * trade twice: like the validator's own state, the features do not move with it. */
-    if (holds_sequence(q->codes)) {
+    if (q->codes & e->untrusted_codes) {
         e->stats.untrusted++;
         return;
     }

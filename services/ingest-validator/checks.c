@@ -17,14 +17,9 @@
 #include "himari/common.h"
 
 iv_hold_masks iv_hold_masks_of_table(void) {
-    iv_hold_masks m = {0, 0, 0};
-    for (int c = 0; c < HM_QCODE_COUNT; c++) {
-        unsigned h = hm_qcode_holds((hm_qcode)c);
-        if (h & HM_QHOLD_PRICE) m.price |= HM_QBIT(c);
-        if (h & HM_QHOLD_VOLUME) m.volume |= HM_QBIT(c);
-        if (h & HM_QHOLD_SEQ) m.seq |= HM_QBIT(c);
-    }
-    return m;
+    return (iv_hold_masks){.price = hm_qcodes_holding(HM_QHOLD_PRICE),
+                           .volume = hm_qcodes_holding(HM_QHOLD_VOLUME),
+                           .seq = hm_qcodes_holding(HM_QHOLD_SEQ)};
 }
 
 /* ---- exchanges ------------------------------------------------------------------------- */

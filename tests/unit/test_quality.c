@@ -309,6 +309,14 @@ static void test_code_table_names_weights_and_holds(void **state) {
     assert_int_equal(hm_qcode_holds(HM_Q_TRADE_ID_GAP), 0);
     assert_int_equal(HM_QHOLD_ALL, HM_QHOLD_PRICE | HM_QHOLD_VOLUME | HM_QHOLD_SEQ);
     assert_true(HM_QBIT(HM_Q_LARGE_GAP) == UINT64_C(1) << 30);
+    /* The set of codes holding a state is the table read once. */
+    hm_qcodeset seq = hm_qcodes_holding(HM_QHOLD_SEQ);
+    assert_true(seq & HM_QBIT(HM_Q_OUT_OF_ORDER));
+    assert_true(seq & HM_QBIT(HM_Q_INVALID_TRADE_ID));
+    assert_false(seq & HM_QBIT(HM_Q_DELAYED_DATA));
+    assert_false(seq & HM_QBIT(HM_Q_TRADE_ID_GAP));
+    for (int c = 0; c < HM_QCODE_COUNT; c++)
+        assert_int_equal(!!(seq & HM_QBIT(c)), !!(hm_qcode_holds((hm_qcode)c) & HM_QHOLD_SEQ));
 }
 
 static void test_every_code_name_is_found_by_name_and_by_span(void **state) {

@@ -134,6 +134,9 @@ const char *hm_qcode_name(hm_qcode c);
 double hm_qcode_default_weight(hm_qcode c);
 /** @brief HM_QHOLD_* flags of a code. */
 unsigned hm_qcode_holds(hm_qcode c);
+/** @brief Every code whose HM_QHOLD_* flags include one of holds (a set to test records
+ *  against with one AND: compute it once, not per record). */
+hm_qcodeset hm_qcodes_holding(unsigned holds);
 /** @brief Look a code up by its exact name (NUL-terminated); -ENOENT when unknown. */
 int hm_qcode_by_name(const char *name);
 /**
