@@ -497,7 +497,10 @@ static void emit_interval(fe_engine *e, fe_symbol *y) {
     hm_buf_putc(b, '}');
     remember(e, y, end - e->p.emit_interval_ms, end, &all);
     e->stats.emitted++;
-    emit(e, e->sinks.features, y);
+    if (e->sinks.features) {
+        e->sinks.features(e->sinks.ud, y->partition, y->name, y->name_len, end, e->out.data,
+                          e->out.len);
+    }
     check_moves(e, y, end);
 }
 
@@ -852,12 +855,6 @@ int fe_engine_latest_all(const fe_engine *e, const char *symbol, fe_features *al
         exchange_names[i] = y->ex[i]->name;
     }
     return (int)n;
-}
-
-void fe_engine_mark_all_changed(fe_engine *e) {
-    for (fe_symbol *y = e->oldest; y; y = y->newer) {
-        mark_changed(e, y);
-    }
 }
 
 size_t fe_engine_each_exchange(const fe_engine *e, const char *symbol,

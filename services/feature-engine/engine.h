@@ -73,9 +73,13 @@ typedef struct fe_engine fe_engine;
 typedef void (*fe_out_fn)(void *ud, int32_t partition, const char *key, size_t key_len,
                           const char *json, size_t len);
 
+/** A features_computed record of the interval ending at interval_end_ms (key: symbol). */
+typedef void (*fe_features_fn)(void *ud, int32_t partition, const char *key, size_t key_len,
+                               int64_t interval_end_ms, const char *json, size_t len);
+
 typedef struct fe_sinks {
-    fe_out_fn features; /* a features_computed record */
-    fe_out_fn event;    /* a causal event */
+    fe_features_fn features; /* a features_computed record */
+    fe_out_fn event;         /* a causal event */
     void *ud;
 } fe_sinks;
 
@@ -125,9 +129,6 @@ size_t fe_engine_symbols(const fe_engine *e);
  * fn gets the symbol's name. Returns how many were visited.
  */
 size_t fe_engine_take_changed(fe_engine *e, void (*fn)(void *ud, const char *symbol), void *ud);
-
-/** @brief Mark every symbol changed (a view came back and must be written whole). */
-void fe_engine_mark_all_changed(fe_engine *e);
 
 /**
  * @brief Visit the exchanges of a symbol (lower case, in name order). @return how many

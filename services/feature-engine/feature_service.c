@@ -421,10 +421,6 @@ fe_feature_service *fe_feature_service_new(hm_service *svc, fe_engine *engine) {
     return fs;
 }
 
-size_t fe_feature_service_streams(const fe_feature_service *fs) {
-    return fs->n_streams;
-}
-
 void fe_feature_service_free(fe_feature_service *fs) {
     if (!fs) return;
     while (fs->streams) {

@@ -24,9 +24,6 @@ fe_feature_service *fe_feature_service_new(hm_service *svc, fe_engine *engine);
 /** @brief A symbol this loop turn changed: push it to the streams that watch it. */
 void fe_feature_service_changed(fe_feature_service *fs, const char *symbol);
 
-/** @brief Open StreamFeatures calls (for metrics and tests). */
-size_t fe_feature_service_streams(const fe_feature_service *fs);
-
 /** @brief After the loop ended (the server cancelled every stream): free. */
 void fe_feature_service_free(fe_feature_service *fs);
 

@@ -12,7 +12,6 @@
  * sends suppressed, because their outputs were committed before. Must never block the
  * loop or drop a record.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
@@ -42,22 +41,14 @@ static fe_kafka *of(hm_stage *st) {
     return (fe_kafka *)st;
 }
 
-/* The interval_end of a features_computed record the engine just wrote (its own
- * format: "interval_end":<digits>). */
-static int64_t interval_end_of(const char *json, size_t len) {
-    static const char key[] = "\"interval_end\":";
-    const char *p = memmem(json, len, key, sizeof(key) - 1);
-    return p ? strtoll(p + sizeof(key) - 1, NULL, 10) : 0;
-}
-
 static void send_features(void *ud, int32_t partition, const char *key, size_t key_len,
-                          const char *json, size_t len) {
+                          int64_t interval_end_ms, const char *json, size_t len) {
     HM_UNUSED(partition);
     fe_kafka *k = ud;
     hm_stage_send(&k->stage, k->cfg->output_topic, RD_KAFKA_PARTITION_UA, key, key_len, json, len,
                   NULL, HM_STAGE_SEND_OUTPUT);
     if (k->view && !k->rebuilding) {
-        fe_redis_view_history(k->view, key, key_len, interval_end_of(json, len), json, len);
+        fe_redis_view_history(k->view, key, key_len, interval_end_ms, json, len);
     }
 }
 

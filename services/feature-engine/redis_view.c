@@ -184,10 +184,6 @@ void fe_redis_view_history(fe_redis_view *v, const char *symbol, size_t symbol_l
     }
 }
 
-hm_redis_state fe_redis_view_state(const fe_redis_view *v) {
-    return hm_redis_get_state(v->redis);
-}
-
 static void on_redis_closed(void *ud) {
     fe_redis_view *v = ud;
     hm_buf_free(&v->key);

@@ -42,9 +42,6 @@ void fe_redis_view_changed(fe_redis_view *v, const char *symbol);
 /** @brief The turn's changes are handed over: write everything if a reconnect asked. */
 void fe_redis_view_turn_end(fe_redis_view *v);
 
-/** @brief "ready", "down", ... and the last error, for /status and logs. */
-hm_redis_state fe_redis_view_state(const fe_redis_view *v);
-
 /** @brief Stop writing, close the connection; closed(ud) when done (then it is freed). */
 void fe_redis_view_close(fe_redis_view *v, void (*closed)(void *ud), void *ud);
 

@@ -34,10 +34,11 @@ typedef struct replay {
 } replay;
 
 static void on_features(void *ud, int32_t partition, const char *key, size_t key_len,
-                        const char *json, size_t len) {
+                        int64_t interval_end_ms, const char *json, size_t len) {
     HM_UNUSED(partition);
     HM_UNUSED(key);
     HM_UNUSED(key_len);
+    HM_UNUSED(interval_end_ms);
     hm_ostream_line(&((replay *)ud)->out, json, len);
 }
 

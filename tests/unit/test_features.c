@@ -41,7 +41,8 @@ static void capture(json_t *into, const char *json, size_t len) {
 }
 
 static void on_features(void *ud, int32_t partition, const char *key, size_t key_len,
-                        const char *json, size_t len) {
+                        int64_t interval_end_ms, const char *json, size_t len) {
+    (void)interval_end_ms;
     (void)partition;
     (void)key;
     (void)key_len;
