@@ -19,9 +19,18 @@
 
 #include "himari/hash.h"
 
+/* A market's latest features (windows ending just after its newest tick), computed on
+ * the first read after a change and then served to every reader until the next change:
+ * the Redis view and each gRPC call of a loop turn share one computation. */
+typedef struct fe_latest {
+    fe_features f;
+    bool ok;
+} fe_latest;
+
 typedef struct fe_exch {
     char name[FE_NAME_MAX];
     fe_market m;
+    fe_latest latest;
 } fe_exch;
 
 /* A run of liquidations of one symbol, each within cascade_window_ms of the one before. */
@@ -46,6 +55,7 @@ typedef struct fe_symbol {
     fe_history_entry *history; /* ring of the newest emitted intervals (history_max) */
     size_t history_cap, history_n, history_head; /* head: the oldest entry */
     fe_market all;
+    fe_latest latest; /* of all, with the cross-exchange spread */
     fe_exch *ex[FE_MAX_EXCHANGES];
     size_t n_ex;
 } fe_symbol;
@@ -293,6 +303,7 @@ static fe_exch *get_exchange(fe_symbol *y, const char *s, size_t n, bool create)
     memcpy(x->name, s, n);
     x->name[n] = '\0';
     fe_market_init(&x->m);
+    x->latest.ok = false;
     /* Kept in name order, so that JSON lists exchanges the same way in every run. */
     size_t at = y->n_ex;
     while (at > 0 && strcmp(y->ex[at - 1]->name, x->name) > 0) {
@@ -340,6 +351,16 @@ void fe_engine_set_sinks(fe_engine *e, const fe_sinks *sinks) {
 
 void fe_engine_set_params(fe_engine *e, const fe_params *p) {
     e->p = *p;
+    /* The EMA constants and the spread's freshness bound are inputs of the latest view. */
+    for (size_t i = 0; i < e->cap; i++) {
+        fe_symbol *y = e->slots[i];
+        if (y && y != TOMBSTONE) {
+            y->latest.ok = false;
+            for (size_t j = 0; j < y->n_ex; j++) {
+                y->ex[j]->latest.ok = false;
+            }
+        }
+    }
 }
 
 const fe_stats *fe_engine_stats(const fe_engine *e) {
@@ -381,26 +402,50 @@ static void set_cross_spread(const fe_engine *e, const fe_symbol *y, int64_t as_
     }
 }
 
-/* as_of_ms FE_NO_SEC: each market's latest (its newest tick + 1 ms). *all gets the
- * features across exchanges. */
-static void write_markets(const fe_engine *e, const fe_symbol *y, int64_t as_of_ms, hm_buf *b,
+static const fe_features *exchange_latest(const fe_engine *e, fe_exch *x) {
+    if (!x->latest.ok) {
+        fe_features_compute(&x->m, x->m.max_ts_ms + 1, &e->p.ema, &x->latest.f);
+        x->latest.ok = true;
+    }
+    return &x->latest.f;
+}
+
+static const fe_features *symbol_latest(const fe_engine *e, fe_symbol *y) {
+    if (!y->latest.ok) {
+        fe_features_compute(&y->all, y->all.max_ts_ms + 1, &e->p.ema, &y->latest.f);
+        set_cross_spread(e, y, y->all.max_ts_ms + 1, &y->latest.f);
+        y->latest.ok = true;
+    }
+    return &y->latest.f;
+}
+
+/* The symbol's features and each exchange's, as of as_of_ms (an emitted interval), or
+ * with as_of_ms FE_NO_SEC each market's latest. *all gets the features across exchanges. */
+static void write_markets(const fe_engine *e, fe_symbol *y, int64_t as_of_ms, hm_buf *b,
                           fe_features *all) {
-    fe_features f;
-    int64_t all_as_of = as_of_ms != FE_NO_SEC ? as_of_ms : y->all.max_ts_ms + 1;
-    fe_features_compute(&y->all, all_as_of, &e->p.ema, all);
-    set_cross_spread(e, y, all_as_of, all);
+    bool latest = as_of_ms == FE_NO_SEC;
+    if (latest) {
+        *all = *symbol_latest(e, y);
+    } else {
+        fe_features_compute(&y->all, as_of_ms, &e->p.ema, all);
+        set_cross_spread(e, y, as_of_ms, all);
+    }
     HM_BUF_PUT_LIT(b, "\"features\":");
     fe_features_write_json(b, all);
     HM_BUF_PUT_LIT(b, ",\"exchanges\":{");
     for (size_t i = 0; i < y->n_ex; i++) {
-        const fe_market *m = &y->ex[i]->m;
         if (i) {
             hm_buf_putc(b, ',');
         }
         hm_json_cstr(b, y->ex[i]->name);
         hm_buf_putc(b, ':');
-        fe_features_compute(m, as_of_ms != FE_NO_SEC ? as_of_ms : m->max_ts_ms + 1, &e->p.ema, &f);
-        fe_features_write_json(b, &f);
+        if (latest) {
+            fe_features_write_json(b, exchange_latest(e, y->ex[i]));
+        } else {
+            fe_features f;
+            fe_features_compute(&y->ex[i]->m, as_of_ms, &e->p.ema, &f);
+            fe_features_write_json(b, &f);
+        }
     }
     hm_buf_putc(b, '}');
 }
@@ -736,6 +781,7 @@ void fe_engine_process(fe_engine *e, int32_t partition, const hm_quality *q) {
                      .is_price = priced};
     fe_market_apply(&y->all, &in, &e->p.ema);
     fe_market_apply(&x->m, &in, &e->p.ema);
+    y->latest.ok = x->latest.ok = false;
     e->stats.applied++;
     e->stats.below_floor += !good;
     y->interval_has_ticks = true;
@@ -754,27 +800,25 @@ size_t fe_engine_take_changed(fe_engine *e, void (*fn)(void *ud, const char *sym
     return n;
 }
 
-int fe_engine_latest(const fe_engine *e, const char *symbol, const char *exchange,
-                     fe_features *out) {
-    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
+int fe_engine_latest(fe_engine *e, const char *symbol, const char *exchange, fe_features *out) {
+    fe_symbol *y = lookup(e, symbol, strlen(symbol));
     if (!y) {
         return -ENOENT;
     }
     if (!exchange) {
-        fe_features_compute(&y->all, y->all.max_ts_ms + 1, &e->p.ema, out);
-        set_cross_spread(e, y, y->all.max_ts_ms + 1, out);
+        *out = *symbol_latest(e, y);
         return 0;
     }
-    const fe_exch *x = get_exchange((fe_symbol *)y, exchange, strlen(exchange), false);
+    fe_exch *x = get_exchange(y, exchange, strlen(exchange), false);
     if (!x) {
         return -ENOENT;
     }
-    fe_features_compute(&x->m, x->m.max_ts_ms + 1, &e->p.ema, out);
+    *out = *exchange_latest(e, x);
     return 0;
 }
 
-int fe_engine_latest_json(const fe_engine *e, const char *symbol, hm_buf *b) {
-    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
+int fe_engine_latest_json(fe_engine *e, const char *symbol, hm_buf *b) {
+    fe_symbol *y = lookup(e, symbol, strlen(symbol));
     if (!y) {
         return -ENOENT;
     }
@@ -788,10 +832,10 @@ int fe_engine_latest_json(const fe_engine *e, const char *symbol, hm_buf *b) {
     return 0;
 }
 
-int fe_engine_latest_exchange_json(const fe_engine *e, const char *symbol, const char *exchange,
+int fe_engine_latest_exchange_json(fe_engine *e, const char *symbol, const char *exchange,
                                    hm_buf *b) {
-    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
-    const fe_exch *x = y ? get_exchange((fe_symbol *)y, exchange, strlen(exchange), false) : NULL;
+    fe_symbol *y = lookup(e, symbol, strlen(symbol));
+    fe_exch *x = y ? get_exchange(y, exchange, strlen(exchange), false) : NULL;
     if (!x) {
         return -ENOENT;
     }
@@ -801,9 +845,7 @@ int fe_engine_latest_exchange_json(const fe_engine *e, const char *symbol, const
     HM_BUF_PUT_LIT(b, ",\"timestamp\":");
     hm_buf_i64(b, x->m.max_ts_ms);
     HM_BUF_PUT_LIT(b, ",\"features\":");
-    fe_features f;
-    fe_features_compute(&x->m, x->m.max_ts_ms + 1, &e->p.ema, &f);
-    fe_features_write_json(b, &f);
+    fe_features_write_json(b, exchange_latest(e, x));
     hm_buf_putc(b, '}');
     return 0;
 }
@@ -839,19 +881,17 @@ int fe_engine_history(const fe_engine *e, const char *symbol, int64_t from_ms, i
     return n;
 }
 
-int fe_engine_latest_all(const fe_engine *e, const char *symbol, fe_features *all,
+int fe_engine_latest_all(fe_engine *e, const char *symbol, fe_features *all,
                          fe_features *per_exchange, const char **exchange_names,
                          size_t max_exchanges) {
-    const fe_symbol *y = lookup(e, symbol, strlen(symbol));
+    fe_symbol *y = lookup(e, symbol, strlen(symbol));
     if (!y) {
         return -ENOENT;
     }
-    fe_features_compute(&y->all, y->all.max_ts_ms + 1, &e->p.ema, all);
-    set_cross_spread(e, y, y->all.max_ts_ms + 1, all);
+    *all = *symbol_latest(e, y);
     size_t n = y->n_ex < max_exchanges ? y->n_ex : max_exchanges;
     for (size_t i = 0; i < n; i++) {
-        const fe_market *m = &y->ex[i]->m;
-        fe_features_compute(m, m->max_ts_ms + 1, &e->p.ema, &per_exchange[i]);
+        per_exchange[i] = *exchange_latest(e, y->ex[i]);
         exchange_names[i] = y->ex[i]->name;
     }
     return (int)n;

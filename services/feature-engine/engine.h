@@ -140,18 +140,19 @@ size_t fe_engine_each_exchange(const fe_engine *e, const char *symbol,
 /**
  * @brief The latest features of a symbol across its exchanges (exchange NULL) or on one
  * exchange (lower case), windows ending just after its newest tick.
+ * Computed on the first read after the market changed and kept until its next change
+ * (or new parameters), so every reader of a loop turn shares one computation.
  * @return 0, or -ENOENT for an unknown symbol or exchange.
  */
-int fe_engine_latest(const fe_engine *e, const char *symbol, const char *exchange,
-                     fe_features *out);
+int fe_engine_latest(fe_engine *e, const char *symbol, const char *exchange, fe_features *out);
 
 /**
  * @brief The latest view as JSON, appended to b: {"symbol":..,"timestamp":<newest tick
  * ms>,"features":{..},"exchanges":{"binance":{..},..}}; with an exchange, that one's:
  * {"symbol":..,"exchange":..,"timestamp":..,"features":{..}}. @return 0 or -ENOENT.
  */
-int fe_engine_latest_json(const fe_engine *e, const char *symbol, hm_buf *b);
-int fe_engine_latest_exchange_json(const fe_engine *e, const char *symbol, const char *exchange,
+int fe_engine_latest_json(fe_engine *e, const char *symbol, hm_buf *b);
+int fe_engine_latest_exchange_json(fe_engine *e, const char *symbol, const char *exchange,
                                    hm_buf *b);
 
 /** One emitted interval of a symbol, across its exchanges (GetHistory). */
@@ -173,7 +174,7 @@ int fe_engine_history(const fe_engine *e, const char *symbol, int64_t from_ms, i
  * exchanges' names in name order. @return the number of exchanges written (at most
  * max_exchanges), or -ENOENT.
  */
-int fe_engine_latest_all(const fe_engine *e, const char *symbol, fe_features *all,
+int fe_engine_latest_all(fe_engine *e, const char *symbol, fe_features *all,
                          fe_features *per_exchange, const char **exchange_names,
                          size_t max_exchanges);
 

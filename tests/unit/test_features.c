@@ -396,6 +396,38 @@ static void test_a_record_older_than_the_lateness_bound_is_counted_not_applied(v
     fx_free(&f);
 }
 
+/* The latest view is computed once per change and shared: a read after a new tick, on
+ * the symbol or on one of its exchanges, or after new parameters, sees the change. */
+static void test_the_latest_view_follows_every_change_after_a_read(void **s) {
+    (void)s;
+    fixture f;
+    fe_params p = defaults();
+    fx_init(&f, &p);
+    trade(&f, "BTC/USDT", "binance", T0 + 100, 40000.0, 1.0, NULL, 1.0);
+    trade(&f, "BTC/USDT", "kraken", T0 + 200, 40100.0, 1.0, NULL, 1.0);
+    fe_features x, k;
+    assert_int_equal(fe_engine_latest(f.e, "BTC/USDT", NULL, &x), 0);
+    assert_int_equal(fe_engine_latest(f.e, "BTC/USDT", "kraken", &k), 0);
+    assert_true(x.v[FE_F_LAST_PRICE] == 40100.0 && k.ticks == 1);
+    assert_true(fe_features_has(&x, FE_F_CROSS_SPREAD_BPS));
+    double spread = x.v[FE_F_CROSS_SPREAD_BPS];
+    trade(&f, "BTC/USDT", "kraken", T0 + 300, 40200.0, 1.0, NULL, 1.0);
+    assert_int_equal(fe_engine_latest(f.e, "BTC/USDT", NULL, &x), 0);
+    assert_int_equal(fe_engine_latest(f.e, "BTC/USDT", "kraken", &k), 0);
+    assert_true(x.v[FE_F_LAST_PRICE] == 40200.0 && x.ticks == 3);
+    assert_true(k.v[FE_F_LAST_PRICE] == 40200.0 && k.ticks == 2);
+    assert_true(x.v[FE_F_CROSS_SPREAD_BPS] > spread);
+    /* binance's own view did not change with kraken's tick, and is still right. */
+    assert_int_equal(fe_engine_latest(f.e, "BTC/USDT", "binance", &k), 0);
+    assert_true(k.v[FE_F_LAST_PRICE] == 40000.0 && k.ticks == 1);
+    /* A fresher-spread bound that leaves binance's price out: no spread any more. */
+    p.cross_fresh_ms = 150;
+    fe_engine_set_params(f.e, &p);
+    assert_int_equal(fe_engine_latest(f.e, "BTC/USDT", NULL, &x), 0);
+    assert_false(fe_features_has(&x, FE_F_CROSS_SPREAD_BPS));
+    fx_free(&f);
+}
+
 static void test_one_record_per_interval_with_ticks_and_none_for_a_quiet_one(void **s) {
     (void)s;
     fixture f;
@@ -698,6 +730,7 @@ int main(void) {
         cmocka_unit_test(test_ema_folds_one_close_per_second_with_time_decay),
         cmocka_unit_test(test_a_record_below_the_quality_floor_counts_only_in_quality_features),
         cmocka_unit_test(test_a_record_older_than_the_lateness_bound_is_counted_not_applied),
+        cmocka_unit_test(test_the_latest_view_follows_every_change_after_a_read),
         cmocka_unit_test(test_one_record_per_interval_with_ticks_and_none_for_a_quiet_one),
         cmocka_unit_test(test_features_per_exchange_and_across_with_the_spread),
         cmocka_unit_test(test_an_exchange_too_stale_is_left_out_of_the_spread),
