@@ -534,13 +534,12 @@ void hm_grpc_reply_error(hm_grpc_call *call, grpc_status_code code, const char *
     call_release(call, code, msg, NULL);
 }
 
-int hm_grpc_stream_send(hm_grpc_call *call, const ProtobufCMessage *msg,
-                        void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud) {
-    assert(call && msg && call->held);
+/* The bytes of bb go out as the call's next streaming message (bb is the call's until
+ * the send completes). The caller checked that the call can send. */
+static int stream_send_bb(hm_grpc_call *call, grpc_byte_buffer *bb,
+                          void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud) {
     assert(call->route->flags & HM_GRPC_STREAMING);
-    assert(msg->descriptor == call->route->method->output);
-    if (call->cancelled || call->closed) return -ECANCELED;
-    if (call->send_busy) return -EBUSY;
+    assert(!call->cancelled && !call->closed && !call->send_busy);
     grpc_op ops[2];
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
@@ -549,7 +548,7 @@ int hm_grpc_stream_send(hm_grpc_call *call, const ProtobufCMessage *msg,
         n++;
         call->md_sent = true;
     }
-    call->send_bb = pack_message(msg);
+    call->send_bb = bb;
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = call->send_bb;
     n++;
@@ -558,6 +557,56 @@ int hm_grpc_stream_send(hm_grpc_call *call, const ProtobufCMessage *msg,
     call->sent_ud = ud;
     start_batch(call, ops, n, &call->t_send);
     return 0;
+}
+
+int hm_grpc_stream_send(hm_grpc_call *call, const ProtobufCMessage *msg,
+                        void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud) {
+    assert(call && msg && call->held);
+    assert(msg->descriptor == call->route->method->output);
+    if (call->cancelled || call->closed) return -ECANCELED;
+    if (call->send_busy) return -EBUSY;
+    return stream_send_bb(call, pack_message(msg), sent, ud);
+}
+
+struct hm_grpc_packed {
+    grpc_slice bytes; /* grpc's refcounted slice: a send in flight holds its own ref */
+    const ProtobufCMessageDescriptor *descriptor;
+    unsigned refs;
+};
+
+hm_grpc_packed *hm_grpc_pack(const ProtobufCMessage *msg) {
+    hm_grpc_packed *p = malloc(sizeof(*p));
+    if (!p) return NULL;
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    p->bytes = grpc_slice_malloc(n);
+    size_t w = protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(p->bytes));
+    assert(w == n);
+    HM_UNUSED(w);
+    p->descriptor = msg->descriptor;
+    p->refs = 1;
+    return p;
+}
+
+hm_grpc_packed *hm_grpc_packed_ref(hm_grpc_packed *p) {
+    p->refs++;
+    return p;
+}
+
+void hm_grpc_packed_unref(hm_grpc_packed *p) {
+    if (p && --p->refs == 0) {
+        grpc_slice_unref(p->bytes);
+        free(p);
+    }
+}
+
+int hm_grpc_stream_send_packed(hm_grpc_call *call, hm_grpc_packed *p,
+                               void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud) {
+    assert(call && p && call->held);
+    assert(p->descriptor == call->route->method->output);
+    if (call->cancelled || call->closed) return -ECANCELED;
+    if (call->send_busy) return -EBUSY;
+    /* The byte buffer takes a reference on the slice: no copy of the bytes. */
+    return stream_send_bb(call, grpc_raw_byte_buffer_create(&p->bytes, 1), sent, ud);
 }
 
 void hm_grpc_stream_finish(hm_grpc_call *call, grpc_status_code code, const char *msg) {

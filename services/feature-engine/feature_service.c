@@ -17,6 +17,13 @@
 #define HISTORY_DEFAULT      100
 #define HISTORY_MAX          1000
 
+/* A symbol's newest message waiting for a stream's send slot. The packed bytes are
+ * shared by every stream it waits on: an update is packed once, whatever the fan-out. */
+typedef struct pending_msg {
+    char symbol[FE_NAME_MAX];
+    hm_grpc_packed *msg;
+} pending_msg;
+
 /* A stream: its call, what it watches, what changed since its last message. */
 typedef struct stream {
     struct stream *next;
@@ -24,7 +31,7 @@ typedef struct stream {
     hm_grpc_call *call; /* NULL once finished */
     char (*watch)[FE_NAME_MAX];
     size_t n_watch; /* 0: every symbol */
-    char (*pending)[FE_NAME_MAX];
+    pending_msg *pending;
     size_t n_pending, cap_pending;
     bool in_flight;
 } stream;
@@ -74,7 +81,7 @@ typedef struct symbol_msg {
     const char *names[FE_MAX_EXCHANGES];
 } symbol_msg;
 
-static int fill_symbol(const fe_engine *e, const char *symbol, symbol_msg *m) {
+static int fill_symbol(fe_engine *e, const char *symbol, symbol_msg *m) {
     int n = fe_engine_latest_all(e, symbol, &m->all_f, m->ex_f, m->names, FE_MAX_EXCHANGES);
     if (n < 0) return n;
     himari__v1__symbol_features__init(&m->s);
@@ -273,6 +280,9 @@ static void stream_free(stream *s) {
         }
     }
     free(s->watch);
+    for (size_t i = 0; i < s->n_pending; i++) {
+        hm_grpc_packed_unref(s->pending[i].msg);
+    }
     free(s->pending);
     free(s);
 }
@@ -300,27 +310,33 @@ static void stream_sent(hm_grpc_call *call, bool ok, void *ud) {
     pump(s);
 }
 
+/* Send the oldest pending message when the stream's send slot is free (stream_sent
+ * calls again when it is). */
 static void pump(stream *s) {
-    while (s->call && !s->in_flight && s->n_pending > 0) {
-        char symbol[FE_NAME_MAX];
-        memcpy(symbol, s->pending[0], FE_NAME_MAX);
+    if (s->call && !s->in_flight && s->n_pending > 0) {
+        hm_grpc_packed *msg = s->pending[0].msg;
         memmove(s->pending, s->pending + 1, (s->n_pending - 1) * sizeof(*s->pending));
         s->n_pending--;
-        symbol_msg *m = malloc(sizeof(*m));
-        if (!m) return; /* tried again at the next change */
-        if (fill_symbol(s->fs->engine, symbol, m) != 0) {
-            free(m); /* evicted or dropped since: nothing to send */
-            continue;
-        }
-        int rc = hm_grpc_stream_send(s->call, &m->s.base, stream_sent, s); /* packs it */
-        free(m);
+        int rc = hm_grpc_stream_send_packed(s->call, msg, stream_sent, s);
+        hm_grpc_packed_unref(msg); /* a send in flight holds the bytes itself */
         if (rc == 0) {
             s->in_flight = true;
         } else if (rc == -ECANCELED) {
-            stream_end(s, GRPC_STATUS_CANCELLED, "cancelled");
+            stream_end(s, GRPC_STATUS_CANCELLED, "cancelled"); /* may free s */
         }
-        return;
     }
+}
+
+/* A symbol's latest as one packed message; NULL for a symbol without state (evicted,
+ * dropped, never seen) or out of memory. */
+static hm_grpc_packed *pack_symbol(fe_feature_service *fs, const char *symbol) {
+    symbol_msg *m = malloc(sizeof(*m));
+    hm_grpc_packed *p = NULL;
+    if (m && fill_symbol(fs->engine, symbol, m) == 0) {
+        p = hm_grpc_pack(&m->s.base);
+    }
+    free(m);
+    return p;
 }
 
 static bool watches(const stream *s, const char *symbol) {
@@ -331,29 +347,39 @@ static bool watches(const stream *s, const char *symbol) {
     return false;
 }
 
-/* Conflation: a symbol is pending once, however often it changes before it is sent. */
-static void add_pending(stream *s, const char *symbol) {
+/* Conflation: a symbol is pending once, with its newest message, however often it
+ * changes before it is sent. */
+static void add_pending(stream *s, const char *symbol, hm_grpc_packed *msg) {
     for (size_t i = 0; i < s->n_pending; i++) {
-        if (!strcmp(s->pending[i], symbol)) return;
+        if (!strcmp(s->pending[i].symbol, symbol)) {
+            hm_grpc_packed_unref(s->pending[i].msg);
+            s->pending[i].msg = hm_grpc_packed_ref(msg);
+            return;
+        }
     }
     if (s->n_pending == s->cap_pending) {
         size_t cap = s->cap_pending ? s->cap_pending * 2 : 8;
-        char(*p)[FE_NAME_MAX] = realloc(s->pending, cap * sizeof(*p));
-        if (!p) return;
+        pending_msg *p = realloc(s->pending, cap * sizeof(*p));
+        if (!p) return; /* this stream gets the symbol's next change */
         s->pending = p;
         s->cap_pending = cap;
     }
-    snprintf(s->pending[s->n_pending++], FE_NAME_MAX, "%s", symbol);
+    pending_msg *e = &s->pending[s->n_pending++];
+    snprintf(e->symbol, FE_NAME_MAX, "%s", symbol);
+    e->msg = hm_grpc_packed_ref(msg);
 }
 
 void fe_feature_service_changed(fe_feature_service *fs, const char *symbol) {
+    hm_grpc_packed *msg = NULL;
     for (stream *s = fs->streams, *next; s; s = next) {
         next = s->next; /* pump may free s */
         if (s->call && watches(s, symbol)) {
-            add_pending(s, symbol);
+            if (!msg && !(msg = pack_symbol(fs, symbol))) return;
+            add_pending(s, symbol, msg);
             pump(s);
         }
     }
+    hm_grpc_packed_unref(msg);
 }
 
 static void stream_cancelled(hm_grpc_call *call, void *ud) {
@@ -361,8 +387,14 @@ static void stream_cancelled(hm_grpc_call *call, void *ud) {
     stream_end(ud, GRPC_STATUS_CANCELLED, "cancelled");
 }
 
+/* The symbol's current features, queued on stream ud (a stream's first messages). */
 static void add_current(void *ud, const char *symbol) {
-    add_pending(ud, symbol);
+    stream *s = ud;
+    hm_grpc_packed *msg = pack_symbol(s->fs, symbol);
+    if (msg) {
+        add_pending(s, symbol, msg);
+        hm_grpc_packed_unref(msg);
+    }
 }
 
 static void stream_features(hm_grpc_call *call, const ProtobufCMessage *req, void *ud) {
@@ -400,7 +432,7 @@ static void stream_features(hm_grpc_call *call, const ProtobufCMessage *req, voi
         fe_engine_each_symbol(fs->engine, add_current, s);
     } else {
         for (size_t i = 0; i < s->n_watch; i++)
-            add_pending(s, s->watch[i]);
+            add_current(s, s->watch[i]);
     }
     pump(s);
 }

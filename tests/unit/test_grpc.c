@@ -460,6 +460,16 @@ static void watch_tick(uv_timer_t *t) {
     watch_ctx *w = t->data;
     Himari__V1__Status st;
     fill_status(&st, (uint64_t)++w->sent);
+    if (w->sent % 2 == 0) {
+        /* Every other message packed first and sent as shared bytes (a fan-out's way):
+         * the creator's reference goes at once, the send in flight keeps the bytes. */
+        hm_grpc_packed *p = hm_grpc_pack(&st.base);
+        assert_non_null(p);
+        assert_int_equal(hm_grpc_stream_send_packed(w->call, p, watch_sent, w), 0);
+        assert_int_equal(hm_grpc_stream_send_packed(w->call, p, watch_sent, w), -EBUSY);
+        hm_grpc_packed_unref(p);
+        return;
+    }
     int rc = hm_grpc_stream_send(w->call, &st.base, watch_sent, w);
     assert_int_equal(rc, 0);
     /* A second send while one is in flight is refused. */
@@ -472,6 +482,9 @@ static void watch_cancelled(hm_grpc_call *call, void *ud) {
     Himari__V1__Status st;
     fill_status(&st, 0);
     assert_int_equal(hm_grpc_stream_send(call, &st.base, NULL, NULL), -ECANCELED);
+    hm_grpc_packed *p = hm_grpc_pack(&st.base);
+    assert_int_equal(hm_grpc_stream_send_packed(call, p, NULL, NULL), -ECANCELED);
+    hm_grpc_packed_unref(p);
     atomic_fetch_add(&w->f->cancels, 1);
     watch_end(w, GRPC_STATUS_CANCELLED, "cancelled");
 }

@@ -141,6 +141,21 @@ void hm_grpc_reply_error(hm_grpc_call *call, grpc_status_code code, const char *
  */
 int hm_grpc_stream_send(hm_grpc_call *call, const ProtobufCMessage *msg,
                         void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud);
+
+/**
+ * A message packed once and sent on any number of streams (a fan-out packs each update
+ * once, not once per subscriber). Reference counted: each send in flight holds the bytes;
+ * the creator drops its reference with hm_grpc_packed_unref whenever it likes.
+ */
+typedef struct hm_grpc_packed hm_grpc_packed;
+/** @return msg packed (one reference), or NULL when out of memory. */
+hm_grpc_packed *hm_grpc_pack(const ProtobufCMessage *msg);
+hm_grpc_packed *hm_grpc_packed_ref(hm_grpc_packed *p);
+void hm_grpc_packed_unref(hm_grpc_packed *p);
+/** @brief hm_grpc_stream_send of a packed message (of the method's output type). */
+int hm_grpc_stream_send_packed(hm_grpc_call *call, hm_grpc_packed *p,
+                               void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud);
+
 /** @brief Streaming: finish with a status (OK ends the stream normally). */
 void hm_grpc_stream_finish(hm_grpc_call *call, grpc_status_code code, const char *msg);
 
