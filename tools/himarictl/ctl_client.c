@@ -56,9 +56,13 @@ ctl_client *ctl_client_new(const char *target) {
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     /* The request size is the server's business: let oversized requests go
      * out so the server's limit is what answers. */
-    grpc_arg arg = {
-        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, .value.integer = -1};
-    grpc_channel_args chan_args = {.num_args = 1, .args = &arg};
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, .value.integer = -1},
+        /* Each client its own connection, as separate processes would have (the tests
+         * and the load generator run several clients in one process). */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
+    };
+    grpc_channel_args chan_args = {.num_args = HM_ARRAY_LEN(args), .args = args};
     c->channel = grpc_channel_create(target, creds, &chan_args);
     grpc_channel_credentials_release(creds);
     return c;
