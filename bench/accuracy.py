@@ -150,6 +150,7 @@ def main():
                       "unlabelled": clean, "false_positives": fp,
                       "false_positive_rate": round(fp_rate, 6),
                       "per_kind": {k: round(d / n, 4) for k, (n, d) in per_kind.items() if n},
+                      "per_kind_counts": {k: [n, d] for k, (n, d) in per_kind.items() if n},
                       "pass": ok}))
     return 0 if ok else 1
 

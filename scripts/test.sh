@@ -83,6 +83,8 @@ if [[ $run_unit == 1 ]]; then
 	stage shellcheck bash -c 'shellcheck -x -S warning scripts/*.sh bench/*.sh .ci/run'
 	stage config-examples scripts/check-config-examples.sh
 	stage quality-codes-doc python3 bench/quality_codes.py --check docs/QUALITY_CHECKS.md
+	# Genuine exchange trades: false positives within the targets (docs/BENCHMARKS.md).
+	stage real-trades python3 bench/real_trades.py tests/unit/fixtures/real-trades/dev_trades.jsonl.gz
 	# A user's optimised build must build; -Werror here so that -O3-only warnings show in CI.
 	stage release-build bash -c 'cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release \
 		-DHIMARI_WERROR=ON >/dev/null && cmake --build build-release -j "$(nproc)"'

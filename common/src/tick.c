@@ -45,7 +45,7 @@ static const char *const k_field_names[HM_FIELD_COUNT_] = {
     [HM_FIELD_SIDE] = "side",           [HM_FIELD_TYPE] = "type",
     [HM_FIELD_ASSET] = "asset",         [HM_FIELD_AMOUNT] = "amount",
     [HM_FIELD_FROM] = "from",           [HM_FIELD_TO] = "to",
-    [HM_FIELD_TX_HASH] = "tx_hash",
+    [HM_FIELD_TX_HASH] = "tx_hash",     [HM_FIELD_RECEIVED] = "local_timestamp",
 };
 
 const char *hm_field_name(hm_field f) {
@@ -318,9 +318,16 @@ static HOT_INLINE int match_key(const char *k, uint32_t n) {
         case 8:
             if (IS("exchange")) return HM_FIELD_EXCHANGE;
             if (IS("trade_id")) return HM_FIELD_TRADE_ID;
+            if (IS("local_ts")) return HM_FIELD_RECEIVED;
             break;
         case 9:
             if (IS("timestamp")) return HM_FIELD_TIMESTAMP;
+            break;
+        case 15:
+            if (IS("local_timestamp")) return HM_FIELD_RECEIVED;
+            break;
+        case 17:
+            if (IS("receipt_timestamp")) return HM_FIELD_RECEIVED;
             break;
         default:
             break;
@@ -332,7 +339,7 @@ static HOT_INLINE int match_key(const char *k, uint32_t n) {
 /* A key written with escapes ("pr\u0069ce" is "price"): decode the (already validated)
  * escapes into a small buffer and match that. Known keys are short ASCII. */
 static COLD int match_escaped_key(const char *k, uint32_t n) {
-    char buf[16];
+    char buf[32]; /* the longest known key, "receipt_timestamp", is 17 */
     int o = unescape_name(k, n, buf, sizeof(buf));
     return o < 0 ? -1 : match_key(buf, (uint32_t)o);
 }
@@ -395,6 +402,19 @@ static HOT_INLINE hm_fstate timestamp_field(const val *v, int64_t *ms) {
         default:
             return HM_F_WRONG_TYPE;
     }
+}
+
+/* A capture's receive time: a number whose size gives its unit (a time since 1973 in
+ * seconds is below 1e11; in ms below 1e14; in us below 1e17; else ns); anything else as
+ * a timestamp (a string of ms digits, or ISO-8601). */
+static hm_fstate received_field(const val *v, int64_t *ms) {
+    if (v->type != V_NUMBER) return timestamp_field(v, ms);
+    double x = num_to_double(&v->num, v->p, v->p + v->len);
+    if (!(x >= 0) || isinf(x)) return HM_F_INVALID;
+    double m = x < 1e11 ? x * 1e3 : x < 1e14 ? x : x < 1e17 ? x / 1e3 : x / 1e6;
+    if (m >= 9.2e18) return HM_F_INVALID;
+    *ms = (int64_t)m;
+    return HM_F_OK;
 }
 
 /* symbol, exchange, asset, from, to, tx_hash: a plain, non-empty string. */
@@ -508,6 +528,9 @@ static HOT_INLINE void apply_field(dec *d, int f, const val *v) {
         case HM_FIELD_TX_HASH:
             *st = ident_field(v, &t->tx_hash);
             break;
+        case HM_FIELD_RECEIVED:
+            *st = received_field(v, &t->received_ms);
+            break;
         case HM_FIELD_COUNT_:
             assert(0);
             break;
@@ -541,9 +564,13 @@ static HOT_INLINE const char *decode_members(dec *d, const char *p, dec_member_f
         d->key = key;
         d->key_len = key_len;
         if (f >= 0) {
-            if (HM_UNLIKELY(seen & (UINT32_C(1) << f)))
-                return fail(d, p, "duplicate key '%s'", hm_field_name((hm_field)f));
-            seen |= UINT32_C(1) << f;
+            if (HM_UNLIKELY(seen & (UINT32_C(1) << f))) {
+                /* A second receive time under another capture's name: the first counts. */
+                if (f != HM_FIELD_RECEIVED)
+                    return fail(d, p, "duplicate key '%s'", hm_field_name((hm_field)f));
+                f = -1;
+            }
+            if (f >= 0) seen |= UINT32_C(1) << f;
         }
         p = q + 1;
         if (HM_LIKELY(p < end && *p == ':')) {

@@ -59,7 +59,7 @@ static const hm_cfg_key k_validator_keys[] = {
 };
 
 /* The fixed keys; the weights follow, one per code, generated below. */
-#define IV_CHECK_KEYS_FIXED 27
+#define IV_CHECK_KEYS_FIXED 29
 #define IV_CHECK_KEYS_N     (IV_CHECK_KEYS_FIXED + HM_QCODE_COUNT)
 
 static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
@@ -80,8 +80,14 @@ static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
     {"checks.future_ms", HM_CFG_INT, CC(future_ms), "5000", RL, 1, DAY_MS,
      "ms: FUTURE_TIMESTAMP when a tick is ahead of the reference time by more"},
     {"checks.future_confirm_ticks", HM_CFG_INT, CC(future_confirm_ticks), "3", RL, 1, 1000,
-     "ticks: event clock: this many ticks of a symbol in a row, ahead and within future_ms "
-     "of each other, move the watermark (the stream really jumped)"},
+     "ticks: event clock: this many ticks of a symbol in a row, ahead and within the lull "
+     "bound of each other, move the watermark (the stream really jumped)"},
+    {"checks.future_lull_factor", HM_CFG_DOUBLE, CC(future_lull_factor), "3", RL, 0, 1e6,
+     "event clock: a tick ahead of its symbol's watermark by up to this many times the "
+     "longest recent gap between the symbol's trading moments (and at least future_ms) is the "
+     "end of a lull, not FUTURE_TIMESTAMP; 0: future_ms alone"},
+    {"checks.future_lull_max_ms", HM_CFG_INT, CC(future_lull_max_ms), "600000", RL, 1, DAY_MS,
+     "ms: event clock: a lead longer than this is never a lull (it needs future_confirm_ticks)"},
     {"checks.extreme_move", HM_CFG_DOUBLE, CC(extreme_move), "0.10", RL, FRAC_MIN, 10,
      "fraction: EXTREME_PRICE_MOVE when |price / reference - 1| is above"},
     {"checks.large_move", HM_CFG_DOUBLE, CC(large_move), "0.05", RL, FRAC_MIN, 10,
@@ -92,13 +98,13 @@ static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
      "smoothing factor (0, 1] of the price EMA, per accepted tick"},
     {"checks.volume_alpha", HM_CFG_DOUBLE, CC(volume_alpha), "0.05", RL, FRAC_MIN, 1,
      "smoothing factor (0, 1] of the mean and variance of log volume, per accepted tick"},
-    {"checks.volume_spike_ratio", HM_CFG_DOUBLE, CC(volume_spike_ratio), "10", RL, 1, 1e12,
+    {"checks.volume_spike_ratio", HM_CFG_DOUBLE, CC(volume_spike_ratio), "5", RL, 1, 1e12,
      "ratio: VOLUME_SPIKE needs volume above this multiple of the baseline (and the sigmas)"},
-    {"checks.extreme_volume_ratio", HM_CFG_DOUBLE, CC(extreme_volume_ratio), "100", RL, 1, 1e12,
+    {"checks.extreme_volume_ratio", HM_CFG_DOUBLE, CC(extreme_volume_ratio), "100000", RL, 1, 1e12,
      "ratio: EXTREME_VOLUME_SPIKE; must be above volume_spike_ratio"},
-    {"checks.volume_spike_sigmas", HM_CFG_DOUBLE, CC(volume_spike_sigmas), "4", RL, 0, 100,
+    {"checks.volume_spike_sigmas", HM_CFG_DOUBLE, CC(volume_spike_sigmas), "2.5", RL, 0, 100,
      "standard deviations of log volume a spike must also exceed (extreme: this + 2)"},
-    {"checks.volume_warmup_ticks", HM_CFG_INT, CC(volume_warmup_ticks), "20", RL, 1, 1000000000,
+    {"checks.volume_warmup_ticks", HM_CFG_INT, CC(volume_warmup_ticks), "5", RL, 1, 1000000000,
      "ticks: accepted volumes of a key before its volume checks start"},
     {"checks.max_price_decimals", HM_CFG_INT, CC(max_price_decimals), "8", RL, 0, 30,
      "digits: EXCESSIVE_PRECISION when a price has more decimals (trailing zeros ignored)"},

@@ -25,6 +25,9 @@ typedef struct iv_checks {
     int64_t future_ms;                /* FUTURE_TIMESTAMP: ahead of the reference by more */
     int64_t future_confirm_ticks;     /* event clock: ticks that confirm a jump of the
                                          watermark (a real gap, not a bad clock) */
+    double future_lull_factor;        /* event clock: a lead up to this many times the
+                                         symbol's longest recent gap is a lull */
+    int64_t future_lull_max_ms;       /* ... but never a lead longer than this */
     double extreme_move;              /* EXTREME_PRICE_MOVE: |p/ref - 1| above (fraction) */
     double large_move;                /* LARGE_PRICE_MOVE */
     double anomaly_deviation;         /* PRICE_ANOMALY: |p/ema - 1| above */

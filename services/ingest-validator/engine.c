@@ -230,23 +230,59 @@ static inline hm_qcodeset latency_codes(const iv_checks *ck, int64_t lat) {
     return 0;
 }
 
-/* Timestamps that reach here are >= 0 (checks.c), as are ingest times and
- * watermarks, so the differences below cannot overflow. */
-static inline bool use_ingest(const iv_engine *e, const iv_input *in) {
-    return !e->event_clock && in->ingest_ms >= 0;
+/*
+ * The ingest clock's reference for this record, or -1 for the event clock: the Kafka
+ * record time on the ingest clock; on the event clock (replay), the capture's own
+ * receive time when the record carries one ("local_timestamp", "receipt_timestamp",
+ * "local_ts"), so a recorded feed replays judged as it was live. Timestamps that reach
+ * here are >= 0 (checks.c), as are these references and watermarks, so the differences
+ * below cannot overflow.
+ */
+static inline int64_t ingest_ref(const iv_engine *e, const iv_input *in, const hm_tick *t) {
+    if (!e->event_clock && in->ingest_ms >= 0) return in->ingest_ms;
+    if (t->st[HM_FIELD_RECEIVED] == HM_F_OK && t->received_ms >= 0) return t->received_ms;
+    return -1;
+}
+
+/* The rhythm's memory: the longest recent gap decays by this per watermark advance
+ * (half of it is forgotten after ~700 advances: 15 min of a market trading every 1.3 s,
+ * seconds of a dense one). */
+#define IV_RHYTHM_DECAY 0.999
+
+/*
+ * Event clock: how far ahead of a symbol's watermark its next tick may be and still be
+ * the end of a lull rather than a clock from the future. A market trading every few ms
+ * that jumps 10 s is suspect; a market that has gone quiet for a minute now and then may
+ * do it again. So: future_lull_factor times the longest recent gap between the symbol's
+ * trading moments (its watermark advances; real gaps are bursty, so their recent maximum,
+ * not their mean, says what a lull looks like), at least future_ms, at most
+ * future_lull_max_ms; a symbol whose watermark has not advanced yet has future_ms alone.
+ */
+static int64_t lull_bound(const iv_checks *ck, const iv_sym *y) {
+    if (y->gap_n == 0 || ck->future_lull_factor <= 0) return ck->future_ms;
+    double b = ck->future_lull_factor * y->gap_max;
+    if (b > (double)ck->future_lull_max_ms) b = (double)ck->future_lull_max_ms;
+    return b > (double)ck->future_ms ? (int64_t)b : ck->future_ms;
+}
+
+/* The watermark moved forward by gap ms: the symbol's rhythm follows. */
+static void rhythm_add(iv_sym *y, int64_t gap) {
+    double decayed = y->gap_max * IV_RHYTHM_DECAY;
+    y->gap_max = (double)gap > decayed ? (double)gap : decayed;
+    y->gap_n++;
 }
 
 /*
- * Event clock: a tick more than future_ms ahead of the watermark joins the
- * symbol's run of such ticks (a new run when it is not within future_ms of the
- * others). @return true when the run is long enough to be the stream itself
- * having moved on, not a bad clock.
+ * Event clock: a tick more than the lull bound ahead of the watermark joins the symbol's
+ * run of such ticks (a new run when it is not within the bound of the others). @return
+ * true when the run is long enough to be the stream itself having moved on, not a bad
+ * clock.
  */
-static bool future_run_confirms(const iv_checks *ck, iv_sym *y, int64_t ts) {
+static bool future_run_confirms(const iv_checks *ck, iv_sym *y, int64_t ts, int64_t bound) {
     if (y->fut_n > 0) {
         int64_t lo = ts < y->fut_min ? ts : y->fut_min;
         int64_t hi = ts > y->fut_max ? ts : y->fut_max;
-        if (hi - lo <= ck->future_ms) {
+        if (hi - lo <= bound) {
             y->fut_n++;
             y->fut_min = lo;
             y->fut_max = hi;
@@ -262,7 +298,8 @@ static bool future_run_confirms(const iv_checks *ck, iv_sym *y, int64_t ts) {
 static hm_qcodeset unkeyed_freshness(iv_engine *e, const iv_input *in, const hm_tick *t,
                                      const iv_fields *f) {
     if (!f->ts_ok) return 0;
-    if (use_ingest(e, in)) return latency_codes(&e->ck, in->ingest_ms - t->ts_ms);
+    int64_t ref = ingest_ref(e, in, t);
+    if (ref >= 0) return latency_codes(&e->ck, ref - t->ts_ms);
     if (!f->symbol_ok) return 0;
     iv_part *p = iv_state_part(&e->st, in->partition, false);
     if (!p) return 0;
@@ -569,12 +606,13 @@ static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *
 
     /* Freshness. The event clock's reference is the watermark before this tick. */
     bool jump = false;
-    if (use_ingest(e, in)) {
-        codes |= latency_codes(ck, in->ingest_ms - ts);
+    const int64_t ref = ingest_ref(e, in, t);
+    if (ref >= 0) {
+        codes |= latency_codes(ck, ref - ts);
     } else if (y->has_wm) {
-        int64_t lat = y->wm - ts;
-        if (lat < -ck->future_ms) {
-            if (trade && future_run_confirms(ck, y, ts)) {
+        int64_t lat = y->wm - ts, bound = lull_bound(ck, y);
+        if (lat < -bound) {
+            if (trade && future_run_confirms(ck, y, ts, bound)) {
                 jump = true; /* the stream moved on: the watermark follows below */
                 codes |= latency_codes(ck, y->fut_max - ts);
             } else {
@@ -586,7 +624,7 @@ static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *
                 y->fut_n = 0; /* the run of ticks from the future is broken */
                 iv_part_mark_sym(p, si);
             }
-            codes |= latency_codes(ck, lat);
+            if (lat > 0) codes |= latency_codes(ck, lat); /* ahead within the bound: a lull */
         }
     }
 
@@ -623,6 +661,7 @@ static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *
             y->fut_n = 0;
         }
         if (!y->has_wm || nw > y->wm) {
+            if (y->has_wm && trade) rhythm_add(y, nw - y->wm);
             y->has_wm = true;
             y->wm = nw;
             iv_part_mark_sym(p, si);

@@ -611,6 +611,8 @@ void iv_sym_serialise(const iv_sym *s, hm_buf *b) {
     put_i64(b, "fut_n", s->fut_n);
     put_i64(b, "fut_min", s->fut_min);
     put_i64(b, "fut_max", s->fut_max);
+    put_i64(b, "gap_n", s->gap_n);
+    put_dbl(b, "gap_max", s->gap_max);
     hm_buf_putc(b, '}');
 }
 
@@ -722,6 +724,11 @@ static void restore_sym_fields(changelog_reader *r, iv_sym *s) {
     s->fut_n = field_i64(r, "fut_n", 0, INT64_MAX);
     s->fut_min = field_i64(r, "fut_min", INT64_MIN, INT64_MAX);
     s->fut_max = field_i64(r, "fut_max", INT64_MIN, INT64_MAX);
+    /* Absent from records written before the rhythm was kept: none yet. */
+    if (json_object_get(r->obj, "gap_n")) {
+        s->gap_n = field_i64(r, "gap_n", 0, INT64_MAX);
+        s->gap_max = field_dbl(r, "gap_max");
+    }
 }
 
 static uint32_t find_or_add_sym(iv_part *p, const char *sym, size_t n) {
@@ -784,6 +791,8 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
             y->fut_n = tmp.fut_n;
             y->fut_min = tmp.fut_min;
             y->fut_max = tmp.fut_max;
+            y->gap_n = tmp.gap_n;
+            y->gap_max = tmp.gap_max;
         }
     } else {
         iv_key tmp;

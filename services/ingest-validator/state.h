@@ -84,6 +84,8 @@ typedef struct iv_sym {
     int64_t scan_sec; /* wm / 1000 at the last feed-silence scan */
     int64_t fut_n;    /* ticks in the current run ahead of the watermark */
     int64_t fut_min, fut_max;
+    int64_t gap_n;  /* watermark advances seen (0: no rhythm yet) */
+    double gap_max; /* ms: the longest recent watermark advance (decaying) */
 } iv_sym;
 
 typedef struct iv_slot {

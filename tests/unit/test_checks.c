@@ -212,11 +212,13 @@ static void test_config_defaults_match_the_brief(void **state) {
     assert_int_equal(k->delayed_ms, 10000);
     assert_int_equal(k->future_ms, 5000);
     assert_int_equal(k->future_confirm_ticks, 3);
+    assert_true(k->future_lull_factor == 3);
+    assert_int_equal(k->future_lull_max_ms, 600000);
     assert_true(k->extreme_move == 0.10 && k->large_move == 0.05);
     assert_true(k->anomaly_deviation == 0.15 && k->ema_alpha == 0.1 && k->volume_alpha == 0.05);
-    assert_true(k->volume_spike_ratio == 10 && k->extreme_volume_ratio == 100);
-    assert_true(k->volume_spike_sigmas == 4);
-    assert_int_equal(k->volume_warmup_ticks, 20);
+    assert_true(k->volume_spike_ratio == 5 && k->extreme_volume_ratio == 100000);
+    assert_true(k->volume_spike_sigmas == 2.5);
+    assert_int_equal(k->volume_warmup_ticks, 5);
     assert_int_equal(k->max_price_decimals, 8);
     assert_true(k->cross_exchange_deviation == 0.01);
     assert_int_equal(k->cross_exchange_window_ms, 30000);
@@ -261,7 +263,7 @@ static void expect_config_error(const char *yaml, const char *needle1, const cha
 static void test_config_cross_field_rules_name_their_keys(void **state) {
     (void)state;
     expect_config_error("checks:\n  large_move: 0.2\n", "checks.large_move", "checks.extreme_move");
-    expect_config_error("checks:\n  volume_spike_ratio: 100\n", "checks.volume_spike_ratio",
+    expect_config_error("checks:\n  volume_spike_ratio: 100000\n", "checks.volume_spike_ratio",
                         "checks.extreme_volume_ratio");
     expect_config_error("checks:\n  delayed_ms: 30000\n", "checks.delayed_ms", "checks.stale_ms");
     expect_config_error("validator:\n  freshness_clock: wall\n", "validator.freshness_clock",
@@ -297,7 +299,7 @@ static void test_config_file_sets_clock_exchanges_and_weights(void **state) {
     rc = iv_config_load(&cfg, NULL, &err);
     assert_int_equal(rc, 0);
     assert_false(cfg.event_clock);
-    assert_true(cfg.checks.weights[HM_Q_LARGE_GAP] == 0.05);
+    assert_true(cfg.checks.weights[HM_Q_LARGE_GAP] == 0);
     iv_config_free(&cfg);
 }
 
@@ -323,7 +325,7 @@ static void test_config_sections_mark_thresholds_reloadable_topics_not(void **st
             }
         }
     }
-    assert_int_equal(seen, 2 + 27 + HM_QCODE_COUNT);
+    assert_int_equal(seen, 2 + 29 + HM_QCODE_COUNT);
 }
 
 /* ---- record-level codes ----------------------------------------------------------------- */
@@ -952,16 +954,17 @@ static void test_volume_spikes_after_warmup(void **state) {
     h_init(&x, false);
     int64_t ts = T0;
     long long id = 1;
-    warm_volume(&x, 19, &ts, &id, "BTC/USDT");
-    /* 19 accepted volumes: the check has not started */
+    warm_volume(&x, 4, &ts, &id, "BTC/USDT");
+    /* 4 accepted volumes: the check has not started */
     EXPECT(&x, trade("binance", "BTC/USDT", ts, "100", "1000", id), ts, "");
     ts++, id++;
     /* another key, warmed up */
-    warm_volume(&x, 20, &ts, &id, "ETH/USDT");
+    warm_volume(&x, 5, &ts, &id, "ETH/USDT");
     /* a constant baseline of 1 (log 0, spread 0): the ratio floors decide */
-    static const char *vols[] = {"10.1", "100.5", "99", "10.1", "9.9"};
-    static const char *want[] = {"VOLUME_SPIKE", "EXTREME_VOLUME_SPIKE", "VOLUME_SPIKE",
-                                 "VOLUME_SPIKE", ""}; /* the spikes did not move the baseline */
+    static const char *vols[] = {"5.1", "100000.5", "99999", "5.1", "4.9"};
+    static const char *want[] = {"VOLUME_SPIKE", "EXTREME_VOLUME_SPIKE,NOTIONAL_OUTLIER",
+                                 "VOLUME_SPIKE", "VOLUME_SPIKE",
+                                 ""}; /* the spikes did not move the baseline */
     for (int i = 0; i < 5; i++, ts++, id++)
         EXPECT(&x, trade("binance", "ETH/USDT", ts, "100", vols[i], id), ts, want[i]);
     h_free(&x);
@@ -1097,7 +1100,8 @@ static void test_bad_ticks_leave_value_state_and_next_verdict_unchanged(void **s
     bad_tick_leaves_values_alone("0", "1.1", 5, "ZERO_PRICE", true, false, "");
     bad_tick_leaves_values_alone("100.1", "-1", 5, "INVALID_VOLUME_NEGATIVE", false, true, "");
     bad_tick_leaves_values_alone("100.1", "1.1", -50, "OUT_OF_ORDER", true, true, "");
-    bad_tick_leaves_values_alone("100.1", "5000", 5, "EXTREME_VOLUME_SPIKE", false, true, "");
+    bad_tick_leaves_values_alone("100.1", "500000", 5, "EXTREME_VOLUME_SPIKE,NOTIONAL_OUTLIER",
+                                 false, true, "");
     bad_tick_leaves_values_alone("100.1", "1.1", -40000, "OUT_OF_ORDER,STALE_DATA", true, true, "");
     bad_tick_leaves_values_alone("100.1", "1.1", 60000, "LARGE_GAP,FUTURE_TIMESTAMP", true, true,
                                  "");

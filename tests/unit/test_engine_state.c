@@ -347,6 +347,21 @@ static void test_restore_in_the_middle_of_a_future_run(void **state) {
         free(s[i].json);
 }
 
+/* The rhythm travels in the changelog: lulls growing 4, 10, 25, 60, 100 s, each within 3
+ * times the longest before it, are lulls, not the future; a restored engine judges the
+ * rest alike (with the rhythm lost it would call the next lull the future). */
+static void test_restore_keeps_the_symbol_s_rhythm(void **state) {
+    (void)state;
+    rec s[] = {mk("kraken", T0, 1),          mk("kraken", T0 + 4000, 2),
+               mk("kraken", T0 + 8000, 3),   mk("kraken", T0 + 18000, 4),
+               mk("kraken", T0 + 43000, 5),  mk("kraken", T0 + 103000, 6),
+               mk("kraken", T0 + 203000, 7), mk("kraken", T0 + 204000, 8)};
+    for (size_t split = 1; split < 8; split++)
+        same_after_restore(s, 8, split, true);
+    for (size_t i = 0; i < 8; i++)
+        free(s[i].json);
+}
+
 static void test_restore_between_two_silence_scans_of_one_second(void **state) {
     (void)state;
     /* binance last spoke at T0 + 500; kraken moves the watermark a second at a time. At
@@ -970,6 +985,7 @@ int main(void) {
         cmocka_unit_test(test_restored_engine_judges_the_rest_byte_for_byte_event_clock),
         cmocka_unit_test(test_restored_engine_after_many_flushes_event_clock),
         cmocka_unit_test(test_restore_in_the_middle_of_a_future_run),
+        cmocka_unit_test(test_restore_keeps_the_symbol_s_rhythm),
         cmocka_unit_test(test_restore_between_two_silence_scans_of_one_second),
         cmocka_unit_test(test_flush_emits_each_dirty_key_once_then_nothing),
         cmocka_unit_test(test_sweep_drops_idle_keys_and_flushes_tombstones),

@@ -159,6 +159,9 @@ static void assert_field_value_equal(hm_field f, const hm_tick *a, const hm_tick
         case HM_FIELD_TX_HASH:
             assert_spans_equal(a->tx_hash, b->tx_hash);
             break;
+        case HM_FIELD_RECEIVED:
+            assert_int_equal(a->received_ms, b->received_ms);
+            break;
         case HM_FIELD_COUNT_:
             fail();
     }
@@ -171,8 +174,8 @@ static void assert_carries_tick(const hm_tick *t, const hm_quality *q) {
     for (int i = 0; i < HM_FIELD_COUNT_; i++) {
         hm_field f = (hm_field)i;
         hm_fstate want;
-        if (is_transfer_field(f) && t->kind != HM_KIND_TRANSFER)
-            want = HM_F_ABSENT;
+        if ((is_transfer_field(f) && t->kind != HM_KIND_TRANSFER) || f == HM_FIELD_RECEIVED)
+            want = HM_F_ABSENT; /* a receive time stays in original_data */
         else if (f == HM_FIELD_TYPE || t->st[f] == HM_F_OK)
             want = HM_F_OK;
         else
@@ -493,8 +496,9 @@ static void test_parse_error_round_trips_error_and_original_string(void **state)
         rt_decode_out(&x);
         const hm_quality *q = &x.q;
         for (int f = 0; f < HM_FIELD_COUNT_; f++)
-            assert_int_equal(q->tick.st[f],
-                             is_transfer_field((hm_field)f) ? HM_F_ABSENT : HM_F_NULL);
+            assert_int_equal(q->tick.st[f], is_transfer_field((hm_field)f) || f == HM_FIELD_RECEIVED
+                                                ? HM_F_ABSENT
+                                                : HM_F_NULL);
         assert_int_equal(q->tick.kind, HM_KIND_TRADE);
         assert_int_equal(q->st[HM_QFIELD_SCORE], HM_F_OK);
         assert_true(q->score == 0.0);
@@ -993,7 +997,9 @@ static void test_missing_and_null_fields_have_states_not_errors(void **state) {
     for (int f = 0; f < HM_QFIELD_COUNT_; f++)
         assert_int_equal(q.st[f], HM_F_NULL);
     for (int f = 0; f < HM_FIELD_COUNT_; f++)
-        assert_int_equal(q.tick.st[f], is_transfer_field((hm_field)f) ? HM_F_ABSENT : HM_F_NULL);
+        assert_int_equal(q.tick.st[f], is_transfer_field((hm_field)f) || f == HM_FIELD_RECEIVED
+                                           ? HM_F_ABSENT
+                                           : HM_F_NULL);
 }
 
 static void test_wrong_types_and_bad_values_have_their_states(void **state) {

@@ -144,6 +144,34 @@ static void test_full_trade_with_ms_timestamp_decodes_every_field(void **state) 
     dc_free(&c);
 }
 
+/* A capture's receive time under each capture's name, its unit told by its size. */
+static void test_receive_time_in_any_unit_and_name(void **state) {
+    (void)state;
+    static const struct {
+        const char *json;
+        int64_t ms;
+    } ok[] = {
+        {"{\"receipt_timestamp\": 1786309475.4021}", 1786309475402}, /* cryptofeed: s */
+        {"{\"local_timestamp\": 1786309475402}", 1786309475402},     /* ms */
+        {"{\"local_timestamp\": 1786309475402311}", 1786309475402},  /* tardis: us */
+        {"{\"local_ts\": 1680653184448123456}", 1680653184448},      /* hftbacktest: ns */
+        {"{\"local_timestamp\": \"2026-08-09T21:04:35.402Z\"}", 1786309475402},
+        /* a second name: the first counts, and it is no duplicate key */
+        {"{\"local_ts\": 1786309475402, \"receipt_timestamp\": 1.0}", 1786309475402},
+    };
+    for (size_t i = 0; i < HM_ARRAY_LEN(ok); i++) {
+        dcase c = {0};
+        hm_tick *t = dc_ok(&c, ok[i].json);
+        assert_int_equal(t->st[HM_FIELD_RECEIVED], HM_F_OK);
+        assert_int_equal(t->received_ms, ok[i].ms);
+        dc_free(&c);
+    }
+    expect_state(HM_FIELD_RECEIVED, "-1", HM_F_INVALID);
+    expect_state(HM_FIELD_RECEIVED, "\"yesterday\"", HM_F_INVALID);
+    expect_state(HM_FIELD_RECEIVED, "true", HM_F_WRONG_TYPE);
+    expect_state(HM_FIELD_RECEIVED, "null", HM_F_NULL);
+}
+
 static void test_full_trade_with_iso_timestamp_converts_to_ms(void **state) {
     (void)state;
     dcase c = {0};
@@ -1399,6 +1427,7 @@ int main(void) {
         cmocka_unit_test(test_full_trade_with_iso_timestamp_converts_to_ms),
         cmocka_unit_test(test_numbers_given_as_strings_parse_and_span_the_contents),
         cmocka_unit_test(test_empty_object_has_every_field_absent),
+        cmocka_unit_test(test_receive_time_in_any_unit_and_name),
         cmocka_unit_test(test_whitespace_everywhere_is_allowed_and_raw_is_trimmed),
         cmocka_unit_test(test_liquidation_record_sets_kind_and_side),
         cmocka_unit_test(test_transfer_amount_fills_absent_volume),

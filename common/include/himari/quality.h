@@ -94,7 +94,7 @@ enum {
     /* sequence and time, per (exchange, symbol) */                                                \
     X(OUT_OF_ORDER, 0.30, HM_QHOLD_ALL)                                                            \
     X(DUPLICATE_TIMESTAMP, 0.10, 0)                                                                \
-    X(LARGE_GAP, 0.05, 0)                                                                          \
+    X(LARGE_GAP, 0.00, 0)                                                                          \
     X(DUPLICATE_TRADE_ID, 0.30, HM_QHOLD_ALL)                                                      \
     X(TRADE_ID_GAP, 0.05, 0)                                                                       \
     X(TRADE_ID_OUT_OF_ORDER, 0.20, HM_QHOLD_ALL)                                                   \
@@ -110,8 +110,8 @@ enum {
     X(LEVEL_SHIFT_CONFIRMED, 0.00, 0)                                                              \
     /* volume behaviour */                                                                         \
     X(EXTREME_VOLUME_SPIKE, 0.15, HM_QHOLD_VOLUME)                                                 \
-    X(VOLUME_SPIKE, 0.05, HM_QHOLD_VOLUME)                                                         \
-    X(NOTIONAL_OUTLIER, 0.10, HM_QHOLD_VOLUME)                                                     \
+    X(VOLUME_SPIKE, 0.00, HM_QHOLD_VOLUME)                                                         \
+    X(NOTIONAL_OUTLIER, 0.00, HM_QHOLD_VOLUME)                                                     \
     /* the validator's own capacity (a statement about the judging, not the tick) */               \
     X(NO_STATE, 0.00, 0)
 

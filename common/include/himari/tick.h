@@ -82,6 +82,8 @@ typedef enum hm_field {
     HM_FIELD_FROM,
     HM_FIELD_TO,
     HM_FIELD_TX_HASH,
+    HM_FIELD_RECEIVED, /* a capture's own receive time: "local_timestamp" (tardis),
+                          "receipt_timestamp" (cryptofeed) or "local_ts" (hftbacktest) */
     HM_FIELD_COUNT_,
 } hm_field;
 
@@ -114,6 +116,11 @@ typedef struct hm_tick {
     hm_span from;    /* transfer: source address */
     hm_span to;      /* transfer: destination address */
     hm_span tx_hash; /* transfer */
+    /* When a capture received the record (HM_FIELD_RECEIVED), ms since the epoch: a number
+     * in s, ms, us or ns (told apart by size: below 1e11 s, 1e14 ms, 1e17 us, else ns), or
+     * a string as "timestamp" takes it (ms digits or ISO-8601). Not carried into the
+     * quality record (original_data has it). */
+    int64_t received_ms;
 
     /* false when the raw bytes are not strict JSON, so that they must be embedded as a
      * string, not as an object: a NaN/Infinity token, or a number token out of range,
