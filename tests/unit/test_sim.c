@@ -464,6 +464,60 @@ test_bursts_share_a_millisecond_with_consecutive_ids_and_are_never_labelled(void
     run_free(&r);
 }
 
+/* ---- profiles (--profile): what real markets showed, all clean ------------------------ */
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void
+test_profiles_give_lulls_fat_tails_big_bursts_off_book_prints_and_contracts(void **state) {
+    (void)state;
+    sim_gen_opts o = opts(21, 100, 0);
+    o.market.profiles = SIM_PROFILE_SPARSE | SIM_PROFILE_FAT_TAILS | SIM_PROFILE_BURSTS |
+                        SIM_PROFILE_INSURANCE | SIM_PROFILE_INVERSE;
+    static const char *const ex[] = {"binance", "binancecoinm", "kraken"};
+    o.market.exchanges = ex;
+    o.market.n_exchanges = HM_ARRAY_LEN(ex);
+    run r;
+    run_gen(&r, &o, 200000);
+    double *vol = calloc(r.n, sizeof(*vol));
+    size_t n_vol = 0, max_same_ms = 0, same = 0, lulls = 0, off_book = 0;
+    int64_t prev_sim = r.sim_ms[0], prev_ts = INT64_MIN;
+    double prev_price = 0;
+    hm_tick t;
+    for (size_t i = 0; i < r.n; i++) {
+        if (r.kind[i] != SIM_R_TRADE) continue;
+        assert_int_equal(decode(&r, i, &t), 0);
+        /* the mean gap at 100 records/s is 10 ms: a lull is 10..60 times that */
+        if (r.sim_ms[i] - prev_sim >= 100) lulls++;
+        prev_sim = r.sim_ms[i];
+        same = t.ts_ms == prev_ts && r.burst[i] ? same + 1 : 1;
+        if (same > max_same_ms) max_same_ms = same;
+        prev_ts = t.ts_ms;
+        bool inverse = t.exchange.len == 12 && !memcmp(t.exchange.p, "binancecoinm", 12);
+        if (inverse) {
+            check_line(&r, i, t.volume >= 1 && t.volume == floor(t.volume), "whole contracts");
+        } else if (t.exchange.len == 7 && !memcmp(t.exchange.p, "binance", 7) &&
+                   t.symbol.len == 8 && !memcmp(t.symbol.p, "BTC/USDT", 8)) {
+            vol[n_vol++] = t.volume;
+            /* an insurance-fund print: 1.5..2.5% from the feed's previous trade */
+            if (prev_price > 0 && fabs(t.price / prev_price - 1) > 0.014) off_book++;
+            prev_price = t.price;
+        }
+    }
+    qsort(vol, n_vol, sizeof(*vol), cmp_dbl);
+    double tail = vol[n_vol - 1] / vol[n_vol / 2];
+    if (tail < 1000) fail_msg("largest / median size %.0f: no fat tail", tail);
+    if (max_same_ms < 100) fail_msg("largest same-ms burst %zu", max_same_ms);
+    if (lulls < 1000) fail_msg("%zu gaps of >= 100 ms", lulls);
+    /* each print and the trade back after it */
+    if (off_book < 4) fail_msg("%zu jumps of > 1.4%% on binance BTC/USDT", off_book);
+    free(vol);
+    run_free(&r);
+}
+
 static void test_liquidations_are_large_and_transfers_whale_sized(void **state) {
     sim_gen_opts o = opts(9, 10000, 0);
     o.market.liquidation_rate = 0.05;
@@ -987,6 +1041,8 @@ int main(void) {
         cmocka_unit_test(test_arrivals_follow_the_rate_and_the_feed_shares),
         cmocka_unit_test(
             test_bursts_share_a_millisecond_with_consecutive_ids_and_are_never_labelled),
+        cmocka_unit_test(
+            test_profiles_give_lulls_fat_tails_big_bursts_off_book_prints_and_contracts),
         cmocka_unit_test(test_liquidations_are_large_and_transfers_whale_sized),
         cmocka_unit_test(test_iso_timestamps_decode_to_the_same_clock),
         cmocka_unit_test(test_every_label_points_at_a_line_that_shows_its_anomaly),

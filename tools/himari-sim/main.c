@@ -83,6 +83,17 @@ typedef struct sim_app {
 
 /* ---- arguments ----------------------------------------------------------- */
 
+/* The --profile lines of --help. */
+static const char *profile_help(void) {
+    static char text[1024];
+    size_t n = 0;
+#define HELP_(id, name, help)                                                                      \
+    n += (size_t)snprintf(text + n, sizeof(text) - n, "  %-14s  %s\n", name, help);
+    SIM_PROFILES(HELP_)
+#undef HELP_
+    return text;
+}
+
 static void print_help(FILE *f) {
     fprintf(f,
             "usage: himari-sim [options]\n"
@@ -120,6 +131,9 @@ static void print_help(FILE *f) {
             "                         mode or Kafka; random liquidations and transfers off\n"
             "                         unless their rates are given):\n"
             "%s"
+            "  --profile LIST         what real markets do that the model above does not, all\n"
+            "                         clean data (comma-separated; file mode or Kafka):\n"
+            "%s"
             "  --help\n"
             "\n"
             "Model: per symbol a true price by geometric Brownian motion (drift 0); each exchange\n"
@@ -129,7 +143,7 @@ static void print_help(FILE *f) {
             "(-300..+300 ms, +0..20 ms jitter) and trade-id sequences. kraken writes prices and\n"
             "volumes as strings. Per asset (others: the '*' row):\n"
             "  asset  start price  tick    vol/yr  median volume  whale transfer  rate share\n",
-            sim_scenario_help());
+            sim_scenario_help(), profile_help());
     for (const sim_asset_defaults *d = sim_asset_table;; d++) {
         fprintf(f, "  %-5s  %11.10g  1e-%d   %4.0f%%   %13g  %6g..%-7g  %g\n",
                 d->base ? d->base : "*", d->price, d->decimals, d->vol * 100, d->median_volume,
@@ -152,6 +166,19 @@ HM_PRINTF(2, 3) static int bad_arg(const char *opt, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, " (try --help)\n");
     return -EINVAL;
+}
+
+/* --profile a,b: the bits of the named profiles; -EINVAL names the unknown one. */
+static int parse_profiles(const char *list, unsigned *out) {
+    *out = 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        unsigned bit = sim_profile_parse(p, n);
+        if (!bit) return bad_arg("--profile", "unknown profile '%.*s'", (int)n, p);
+        *out |= bit;
+        p += n + (p[n] == ',');
+    }
+    return 0;
 }
 
 static int parse_u64(const char *opt, const char *v, uint64_t *out) {
@@ -221,6 +248,7 @@ enum {
     OPT_INPUT,
     OPT_PROGRESS,
     OPT_SCENARIO,
+    OPT_PROFILE,
     OPT_HELP,
 };
 
@@ -244,6 +272,7 @@ static const struct option long_opts[] = {
     {"input", required_argument, NULL, OPT_INPUT},
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"scenario", required_argument, NULL, OPT_SCENARIO},
+    {"profile", required_argument, NULL, OPT_PROFILE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -351,6 +380,10 @@ static int parse_args(int argc, char **argv, sim_args *a) {
                 break;
             case OPT_PROGRESS:
                 a->progress = true;
+                break;
+            case OPT_PROFILE:
+                rc = parse_profiles(optarg, &mo->profiles);
+                a->sim_only_opt = a->sim_only_opt ? a->sim_only_opt : "--profile";
                 break;
             case OPT_SCENARIO:
                 if (sim_scenario_parse(optarg, &a->gen.scenario) != 0)

@@ -50,6 +50,30 @@ const sim_exchange_defaults sim_exchange_table[] = {
 #define SIM_BURST_MEAN_EXTRA 3.0   /* records a burst adds after its first (1..5) */
 #define SIM_NS_PER_YEAR      (365.25 * 86400.0 * 1e9)
 #define SIM_SILENT_REDRAWS   8
+/* --profile: see sim_profile in market.h */
+#define SIM_LULL_PROB      0.05
+#define SIM_LULL_MIN       10.0
+#define SIM_LULL_MAX       60.0
+#define SIM_TAIL_PROB      0.01
+#define SIM_TAIL_ALPHA     1.1
+#define SIM_TAIL_MAX       10000.0
+#define SIM_BIG_BURST_MAX  499 /* records after a burst's first */
+#define SIM_INSURANCE_PROB 0.0005
+#define SIM_INSURANCE_MIN  0.015
+#define SIM_INSURANCE_MAX  0.025
+
+unsigned sim_profile_parse(const char *name, size_t len) {
+#define PARSE_(id, str, help)                                                                      \
+    if (len == sizeof(str) - 1 && memcmp(name, str, len) == 0) return id;
+    SIM_PROFILES(PARSE_)
+#undef PARSE_
+    return 0;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
 
 static bool valid_part(const char *s, size_t n, bool upper) {
     if (n == 0 || n > 12) return false;
@@ -148,10 +172,21 @@ int sim_market_new(const sim_market_opts *o, sim_market **out, hm_err *err) {
         if ((rc = add_exchange(m, o->exchanges[i], err)) < 0) goto err;
 
     sim_rng_seed(&m->rng, o->seed, 1);
-    /* Bursts add 3 records on average without advancing the clock: thin the
-     * Poisson events so that records (not events) arrive at `rate`. */
-    m->rate = o->rate / (1.0 + SIM_BURST_PROB * SIM_BURST_MEAN_EXTRA *
-                                   (1.0 - o->liquidation_rate - o->transfer_rate));
+    /* Bursts add 3 records on average without advancing the clock (bursts profile: the
+     * mean of a log-uniform 1..499): thin the Poisson events so that records (not
+     * events) arrive at `rate`. */
+    double extra = SIM_BURST_MEAN_EXTRA;
+    if (o->profiles & SIM_PROFILE_BURSTS)
+        extra = (SIM_BIG_BURST_MAX - 1) / log((double)SIM_BIG_BURST_MAX);
+    m->rate =
+        o->rate / (1.0 + SIM_BURST_PROB * extra * (1.0 - o->liquidation_rate - o->transfer_rate));
+    m->profiles = o->profiles;
+    m->gap_scale = 1.0;
+    if (o->profiles & SIM_PROFILE_SPARSE)
+        m->gap_scale = 1.0 - SIM_LULL_PROB + SIM_LULL_PROB * (SIM_LULL_MIN + SIM_LULL_MAX) / 2;
+    for (size_t e = 0; e < m->n_exch; e++)
+        m->exch[e].inverse =
+            (o->profiles & SIM_PROFILE_INVERSE) && ends_with(m->exch[e].name, "coinm");
     m->liquidation_rate = o->liquidation_rate;
     m->transfer_rate = o->transfer_rate;
     m->ts_format = o->ts_format;
@@ -260,6 +295,24 @@ static int64_t lognormal_micro(sim_market *m, double median) {
     return micro < 1 ? 1 : micro;
 }
 
+/* A trade's size on exchange e at price ticks: lognormal, with the fat-tails profile's
+ * Pareto factor now and then, in whole contracts on an inverse exchange. */
+static int64_t trade_size_micro(sim_market *m, const sim_symbol *s, const sim_exchange *e,
+                                double median, int64_t price_ticks) {
+    int64_t micro = lognormal_micro(m, median);
+    if ((m->profiles & SIM_PROFILE_FAT_TAILS) && sim_rng_chance(&m->rng, SIM_TAIL_PROB)) {
+        double f = pow(1.0 - sim_rng_unit(&m->rng), -1.0 / SIM_TAIL_ALPHA);
+        micro = llround((double)micro * (f < SIM_TAIL_MAX ? f : SIM_TAIL_MAX));
+    }
+    if (e->inverse) {
+        double usd = (double)micro / 1e6 * (double)price_ticks / (double)s->pow10;
+        double contract = strcmp(s->base, "BTC") == 0 ? 100.0 : 10.0;
+        double n = llround(usd / contract);
+        micro = (int64_t)(n < 1 ? 1 : n) * 1000000;
+    }
+    return micro;
+}
+
 static void random_hex(sim_market *m, char *out, size_t n_hex) {
     static const char hex[] = "0123456789abcdef";
     out[0] = '0';
@@ -306,7 +359,8 @@ void sim_market_draft(sim_market *m, int64_t live_now_ms, sim_record *rec) {
         rec->sim_ms = sim_market_now_ms(m);
         rec->ts_ms = m->burst_ts;
         rec->price_ticks = m->burst_price_ticks;
-        rec->vol_micro = lognormal_micro(m, m->sym[f->sym].def->median_volume);
+        rec->vol_micro = trade_size_micro(m, &m->sym[f->sym], &m->exch[f->exch],
+                                          m->sym[f->sym].def->median_volume, rec->price_ticks);
         rec->buy = m->burst_buy;
         rec->trade_id = f->next_id;
         rec->in_burst = true;
@@ -321,7 +375,10 @@ void sim_market_draft(sim_market *m, int64_t live_now_ms, sim_record *rec) {
         int64_t t = live_now_ms * 1000000;
         if (t > m->now_ns) m->now_ns = t;
     } else {
-        m->now_ns += llround(sim_rng_exp(&m->rng) * 1e9 / m->rate);
+        double gap = sim_rng_exp(&m->rng);
+        if ((m->profiles & SIM_PROFILE_SPARSE) && sim_rng_chance(&m->rng, SIM_LULL_PROB))
+            gap *= sim_rng_uniform(&m->rng, SIM_LULL_MIN, SIM_LULL_MAX);
+        m->now_ns += llround(gap / m->gap_scale * 1e9 / m->rate);
     }
     uint32_t fi = pick_feed(m);
     sim_feed *f = &m->feeds[fi];
@@ -348,21 +405,31 @@ void sim_market_draft(sim_market *m, int64_t live_now_ms, sim_record *rec) {
         rec->kind = SIM_R_LIQUIDATION;
         quote *= 1.0 + sim_rng_uniform(&m->rng, -SIM_LIQ_SPREAD, SIM_LIQ_SPREAD);
         rec->price_ticks = to_ticks(s, quote);
-        rec->vol_micro = lognormal_micro(m, s->def->median_volume * SIM_LIQ_SIZE);
+        rec->vol_micro =
+            trade_size_micro(m, s, e, s->def->median_volume * SIM_LIQ_SIZE, rec->price_ticks);
         rec->commit_id = false;
         return;
     }
     rec->kind = SIM_R_TRADE;
     double bounce = sim_rng_uniform(&m->rng, 0.0, SIM_BOUNCE);
     quote *= 1.0 + (rec->buy ? bounce : -bounce);
+    bool insurance =
+        (m->profiles & SIM_PROFILE_INSURANCE) && sim_rng_chance(&m->rng, SIM_INSURANCE_PROB);
+    if (insurance) {
+        double off = sim_rng_uniform(&m->rng, SIM_INSURANCE_MIN, SIM_INSURANCE_MAX);
+        quote *= 1.0 + (rec->buy ? off : -off); /* against the taker, once */
+    }
     rec->price_ticks = to_ticks(s, quote);
-    rec->vol_micro = lognormal_micro(m, s->def->median_volume);
+    rec->vol_micro = trade_size_micro(m, s, e, s->def->median_volume, rec->price_ticks);
     rec->trade_id = f->next_id;
     rec->commit_id = true;
     rec->commit_next_id = rec->trade_id + 1;
-    if (!f->no_burst && sim_rng_chance(&m->rng, SIM_BURST_PROB)) {
+    if (!f->no_burst && !insurance && sim_rng_chance(&m->rng, SIM_BURST_PROB)) {
         rec->in_burst = true;
-        m->burst_left = (int)sim_rng_range(&m->rng, 1, 5);
+        m->burst_left =
+            (m->profiles & SIM_PROFILE_BURSTS)
+                ? (int)llround(exp(sim_rng_uniform(&m->rng, 0.0, log((double)SIM_BIG_BURST_MAX))))
+                : (int)sim_rng_range(&m->rng, 1, 5);
         m->burst_feed = fi;
         m->burst_ts = rec->ts_ms;
         m->burst_price_ticks = rec->price_ticks;

@@ -68,6 +68,32 @@ extern const sim_exchange_defaults sim_exchange_table[];
 
 typedef enum sim_ts_format { SIM_TS_MS = 0, SIM_TS_ISO, SIM_TS_MIXED } sim_ts_format;
 
+/** What real markets do that the default model does not (--profile; all clean data). */
+typedef enum sim_profile {
+    SIM_PROFILE_SPARSE = 1u << 0,    /* lulls: 5% of arrival gaps 10..60 times longer */
+    SIM_PROFILE_FAT_TAILS = 1u << 1, /* 1% of sizes times Pareto(1.1), up to 10,000x */
+    SIM_PROFILE_BURSTS = 1u << 2,    /* a burst is 2..500 trades in one ms (log-uniform) */
+    SIM_PROFILE_INSURANCE = 1u << 3, /* 0.05% of trades 1.5..2.5% off the book, against
+                                        the taker (an insurance-fund fill), then back */
+    SIM_PROFILE_INVERSE = 1u << 4,   /* exchanges named *coinm: sizes in contracts of 100
+                                        USD (BTC) or 10 USD (other bases), whole numbers */
+} sim_profile;
+
+#define SIM_PROFILES(X)                                                                            \
+    X(SIM_PROFILE_SPARSE, "sparse",                                                                \
+      "5% of arrival gaps 10..60x longer (lulls; --rate stays the mean)")                          \
+    X(SIM_PROFILE_FAT_TAILS, "fat-tails",                                                          \
+      "1% of trade sizes times a Pareto(1.1) factor, up to 10,000x")                               \
+    X(SIM_PROFILE_BURSTS, "bursts", "bursts of 2..500 trades in one ms, log-uniform")              \
+    X(SIM_PROFILE_INSURANCE, "insurance-fund",                                                     \
+      "0.05% of trades print 1.5..2.5% off the book against the taker; the next is back")          \
+    X(SIM_PROFILE_INVERSE, "inverse",                                                              \
+      "exchanges named *coinm trade inverse contracts: sizes in whole contracts of 100 USD (BTC) " \
+      "or 10 USD")
+
+/** @brief The profile named name (len bytes), 0 when none is. */
+unsigned sim_profile_parse(const char *name, size_t len);
+
 typedef struct sim_market_opts {
     uint64_t seed;
     const char *const *symbols; /* "BTC/USDT", ...: upper-case BASE/QUOTE */
@@ -78,7 +104,8 @@ typedef struct sim_market_opts {
     double liquidation_rate; /* fraction of records */
     double transfer_rate;    /* fraction of records */
     sim_ts_format ts_format;
-    int64_t start_ms; /* the simulated clock's start */
+    int64_t start_ms;  /* the simulated clock's start */
+    unsigned profiles; /* sim_profile bits */
 } sim_market_opts;
 
 typedef struct sim_symbol {
@@ -102,6 +129,7 @@ typedef struct sim_exchange {
     bool iso_ts;
     int64_t skew_ms;     /* constant clock offset, -300..+300 */
     double price_offset; /* fixed relative quote offset, -0.0002..+0.0002 */
+    bool inverse;        /* SIM_PROFILE_INVERSE on a *coinm exchange: sizes in contracts */
 } sim_exchange;
 
 /** One (exchange, symbol): its clock, id sequence and silence. */
@@ -182,7 +210,9 @@ typedef struct sim_market {
     double liquidation_rate;
     double transfer_rate;
     sim_ts_format ts_format;
-    int64_t now_ns; /* the simulated clock, ns since the epoch */
+    unsigned profiles;
+    double gap_scale; /* sparse: arrival gaps divided by this, so --rate stays the mean */
+    int64_t now_ns;   /* the simulated clock, ns since the epoch */
 
     size_t n_sym;
     size_t n_exch;
