@@ -65,7 +65,7 @@ FACTS = {
     "LEVEL_SHIFT_CONFIRMED": ("checks.level_confirm_ticks, _tolerance", "informational: confirms the new level the key's previous flagged tick showed"),
     "EXTREME_VOLUME_SPIKE": ("checks.extreme_volume_ratio, volume_spike_sigmas, volume_alpha, volume_warmup_ticks", "log volume above the key's baseline by max(ln ratio, (sigmas + 2) sd): a size far beyond any real market's tail"),
     "VOLUME_SPIKE": ("checks.volume_spike_ratio, volume_spike_sigmas, volume_alpha, volume_warmup_ticks", "informational: log volume above the key's baseline by max(ln ratio, sigmas sd) (a block trade is genuine data)"),
-    "NOTIONAL_OUTLIER": ("checks.notional_max", "informational: price x volume above the limit"),
+    "NOTIONAL_OUTLIER": ("checks.notional_max, checks.instruments", "informational: a notional (price x volume; inverse: contracts x size) above the limit"),
     "NO_STATE": ("checks.max_keys", "informational: judged without its key's state because the partition held max_keys keys (a trade's new key evicted another; a liquidation found none)"),
 }
 

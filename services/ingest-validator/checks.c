@@ -10,7 +10,10 @@
 #include "checks.h"
 
 #include <assert.h>
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +51,106 @@ bool iv_exchset_has(const iv_exchset *x, const char *s, size_t n) {
     for (size_t i = 0; i < x->n; i++)
         if (x->lens[i] == n && memcmp(x->names[i], s, n) == 0) return true;
     return false;
+}
+
+/* ---- instruments ------------------------------------------------------------------------- */
+
+static int instrument_error(char *msg, size_t msg_len, size_t i, const char *entry,
+                            const char *why) {
+    snprintf(msg, msg_len, "checks.instruments[%zu]: '%s': %s", i, entry, why);
+    return -EINVAL;
+}
+
+int iv_instruments_parse(const hm_str_list *src, iv_instruments *out, char *msg, size_t msg_len) {
+    memset(out, 0, sizeof(*out));
+    if (src->n > IV_MAX_INSTRUMENTS)
+        return instrument_error(msg, msg_len, IV_MAX_INSTRUMENTS, "...", "at most 64 entries");
+    for (size_t i = 0; i < src->n; i++) {
+        const char *entry = src->items[i];
+        iv_instrument *in = &out->v[out->n];
+        *in = (iv_instrument){.contract = 1, .ids = IV_IDS_SEQUENTIAL};
+        bool contract_given = false;
+        char buf[256];
+        if (strlen(entry) >= sizeof(buf))
+            return instrument_error(msg, msg_len, i, entry, "longer than 255 bytes");
+        memcpy(buf, entry, strlen(entry) + 1);
+        char *save = NULL;
+        char *exch = strtok_r(buf, " \t", &save);
+        char *sym = exch ? strtok_r(NULL, " \t", &save) : NULL;
+        if (!exch || !sym)
+            return instrument_error(msg, msg_len, i, entry,
+                                    "want 'EXCHANGE SYMBOL|* [inverse] [contract=N] "
+                                    "[ids=sequential|unordered]'");
+        size_t el = strlen(exch);
+        if (el >= IV_EXCH_MAX)
+            return instrument_error(msg, msg_len, i, entry, "exchange name too long");
+        for (size_t c = 0; c < el; c++)
+            in->exch[c] = (char)tolower((unsigned char)exch[c]);
+        if (strcmp(sym, "*") != 0) {
+            if (strlen(sym) >= IV_INSTRUMENT_SYM_MAX)
+                return instrument_error(msg, msg_len, i, entry, "symbol too long");
+            strcpy(in->symbol, sym);
+        }
+        for (char *w; (w = strtok_r(NULL, " \t", &save));) {
+            if (!strcmp(w, "inverse")) {
+                in->inverse = true;
+            } else if (!strncmp(w, "contract=", 9)) {
+                char *end;
+                errno = 0;
+                in->contract = strtod(w + 9, &end);
+                if (errno || *end || end == w + 9 || !(in->contract > 0) || !isfinite(in->contract))
+                    return instrument_error(msg, msg_len, i, entry, "contract= wants a number > 0");
+                contract_given = true;
+            } else if (!strcmp(w, "ids=sequential")) {
+                in->ids = IV_IDS_SEQUENTIAL;
+            } else if (!strcmp(w, "ids=unordered")) {
+                in->ids = IV_IDS_UNORDERED;
+            } else {
+                return instrument_error(
+                    msg, msg_len, i, entry,
+                    "unknown word (inverse, contract=N, ids=sequential|unordered)");
+            }
+        }
+        if (in->inverse && !contract_given)
+            return instrument_error(
+                msg, msg_len, i, entry,
+                "an inverse contract needs contract=N (quote units a contract)");
+        for (size_t k = 0; k < out->n; k++)
+            if (!strcmp(out->v[k].exch, in->exch) && !strcmp(out->v[k].symbol, in->symbol))
+                return instrument_error(msg, msg_len, i, entry, "listed twice");
+        out->n++;
+    }
+    return 0;
+}
+
+static bool ends_with(const char *s, size_t n, const char *suffix) {
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+const iv_instrument *iv_instrument_of(const iv_instruments *t, const char *exch, size_t exch_len,
+                                      const char *sym, size_t sym_len, iv_instrument *scratch) {
+    const iv_instrument *any = NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        const iv_instrument *in = &t->v[i];
+        if (strlen(in->exch) != exch_len || memcmp(in->exch, exch, exch_len) != 0) continue;
+        if (in->symbol[0] == '\0') {
+            any = in;
+        } else if (strlen(in->symbol) == sym_len && memcmp(in->symbol, sym, sym_len) == 0) {
+            return in;
+        }
+    }
+    if (any) return any;
+    if (!ends_with(exch, exch_len, "coinm")) return NULL;
+    bool btc = sym_len > 4 && memcmp(sym, "BTC/", 4) == 0;
+    *scratch =
+        (iv_instrument){.inverse = true, .contract = btc ? 100 : 10, .ids = IV_IDS_SEQUENTIAL};
+    return scratch;
+}
+
+double iv_notional(const iv_instrument *in, double price, double volume) {
+    if (!in) return price * volume;
+    return in->inverse ? volume * in->contract : price * volume * in->contract;
 }
 
 /* ---- field checks ---------------------------------------------------------------------- */

@@ -56,6 +56,49 @@ void iv_exchset_free(iv_exchset *x);
 /** @brief Is the lower-cased name s[0..n) one of the set? */
 bool iv_exchset_has(const iv_exchset *x, const char *s, size_t n);
 
+/* ---- instruments: how a market's trades are to be read (checks.instruments) -------- */
+
+typedef enum iv_ids {
+    IV_IDS_SEQUENTIAL = 0, /* numeric ids count up by one: gaps and order are checked */
+    IV_IDS_UNORDERED,      /* ids identify trades but follow no sequence: duplicates only */
+} iv_ids;
+
+#define IV_INSTRUMENT_SYM_MAX 48
+#define IV_MAX_INSTRUMENTS    64
+
+typedef struct iv_instrument {
+    char exch[IV_EXCH_MAX];             /* lower case */
+    char symbol[IV_INSTRUMENT_SYM_MAX]; /* "" for every symbol of the exchange ("*") */
+    bool inverse;    /* volume counts contracts worth `contract` quote units each */
+    double contract; /* inverse: quote units a contract; else base units a contract (1) */
+    iv_ids ids;
+} iv_instrument;
+
+typedef struct iv_instruments {
+    size_t n;
+    iv_instrument v[IV_MAX_INSTRUMENTS];
+} iv_instruments;
+
+/**
+ * @brief Parse checks.instruments: each entry "EXCHANGE SYMBOL|* [inverse] [contract=N]
+ * [ids=sequential|unordered]". @return 0, or -EINVAL with msg (msg_len bytes) naming the
+ * entry and what is wrong with it.
+ */
+int iv_instruments_parse(const hm_str_list *src, iv_instruments *out, char *msg, size_t msg_len);
+
+/**
+ * @brief The instrument of a market: the table's entry for (exchange, symbol), else its
+ * entry for (exchange, *), else inferred: an exchange named *coinm is Binance's COIN-M
+ * futures (inverse; 100 USD a contract for BTC, 10 USD for other bases), written into
+ * *scratch; else NULL (linear, 1 base unit a contract, sequential ids).
+ */
+const iv_instrument *iv_instrument_of(const iv_instruments *t, const char *exch, size_t exch_len,
+                                      const char *sym, size_t sym_len, iv_instrument *scratch);
+
+/** @brief A trade's notional in quote units: inverse contracts x their size, else
+ * price x volume x contract size. in NULL: price x volume. */
+double iv_notional(const iv_instrument *in, double price, double volume);
+
 /** What the field checks learnt about a record, for the stateful checks. */
 typedef struct iv_fields {
     hm_qcodeset codes;

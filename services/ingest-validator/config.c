@@ -10,6 +10,8 @@
  */
 #include "config.h"
 
+#include "checks.h"
+
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,7 +61,7 @@ static const hm_cfg_key k_validator_keys[] = {
 };
 
 /* The fixed keys; the weights follow, one per code, generated below. */
-#define IV_CHECK_KEYS_FIXED 29
+#define IV_CHECK_KEYS_FIXED 30
 #define IV_CHECK_KEYS_N     (IV_CHECK_KEYS_FIXED + HM_QCODE_COUNT)
 
 static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
@@ -86,7 +88,7 @@ static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
      "event clock: a tick ahead of its symbol's watermark by up to this many times the "
      "longest recent gap between the symbol's trading moments (and at least future_ms) is the "
      "end of a lull, not FUTURE_TIMESTAMP; 0: future_ms alone"},
-    {"checks.future_lull_max_ms", HM_CFG_INT, CC(future_lull_max_ms), "600000", RL, 1, DAY_MS,
+    {"checks.future_lull_max_ms", HM_CFG_INT, CC(future_lull_max_ms), "21600000", RL, 1, DAY_MS,
      "ms: event clock: a lead longer than this is never a lull (it needs future_confirm_ticks)"},
     {"checks.extreme_move", HM_CFG_DOUBLE, CC(extreme_move), "0.10", RL, FRAC_MIN, 10,
      "fraction: EXTREME_PRICE_MOVE when |price / reference - 1| is above"},
@@ -134,7 +136,14 @@ static const hm_cfg_key k_check_keys[IV_CHECK_KEYS_N] = {
      "keys: bound on (exchange, symbol) states per partition; at it a new key evicts the "
      "least recently seen key of the exchange holding the most, and its tick carries NO_STATE"},
     {"checks.notional_max", HM_CFG_DOUBLE, CC(notional_max), "10000000", RL, FRAC_MIN, 1e18,
-     "quote units: NOTIONAL_OUTLIER when price * volume is above"},
+     "quote units: NOTIONAL_OUTLIER when a trade's notional is above (price x volume; see "
+     "checks.instruments)"},
+    {"checks.instruments", HM_CFG_STR_LIST, CC(instruments), "[]", RL, 0, -1,
+     "per-market conventions, 'EXCHANGE SYMBOL|* [inverse] [contract=N] "
+     "[ids=sequential|unordered]': inverse contracts count contracts of N quote units "
+     "(notional = contracts x N), linear ones N base units a contract (default 1); unordered "
+     "ids are checked for duplicates only. Absent: an exchange named *coinm is inverse (100 "
+     "USD a contract for BTC, 10 otherwise), others linear with sequential ids"},
 #define IV_WEIGHT_KEY_(name, weight, holds)                                                        \
     {"checks.weights." #name,                                                                      \
      HM_CFG_DOUBLE,                                                                                \
@@ -226,6 +235,10 @@ static int validate(void *cfg, const char *path, hm_err *err) {
                           "%s: checks.valid_exchanges: must name at least one "
                           "exchange",
                           file);
+    char why[300];
+    iv_instruments inst;
+    if (iv_instruments_parse(&k->instruments, &inst, why, sizeof(why)) != 0)
+        return hm_err_set(err, -EINVAL, "%s: %s", file, why);
     for (size_t i = 0; i < k->valid_exchanges.n; i++) {
         const char *x = k->valid_exchanges.items[i];
         if (!exchange_name_ok(x))

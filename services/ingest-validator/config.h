@@ -47,7 +47,8 @@ typedef struct iv_checks {
     int64_t silence_ms;               /* feed_silence event: key quiet this long (event time) */
     int64_t state_ttl_ms;             /* state of a key idle this long is forgotten */
     int64_t max_keys;                 /* bound on keys with state per partition */
-    double notional_max;              /* NOTIONAL_OUTLIER: price * volume above */
+    double notional_max;              /* NOTIONAL_OUTLIER: notional above */
+    hm_str_list instruments;          /* per-instrument conventions (checks.h, iv_instruments) */
     double weights[HM_QCODE_COUNT];   /* checks.weights.<CODE> */
 } iv_checks;
 

@@ -41,7 +41,8 @@
 #include "state.h"
 
 struct iv_engine {
-    iv_checks ck; /* a copy; ck.valid_exchanges is owned by the engine */
+    iv_checks ck;        /* a copy; ck.valid_exchanges is owned by the engine */
+    iv_instruments inst; /* checks.instruments, parsed */
     iv_exchset xs;
     iv_hold_masks holds;
     double ln_spike_ratio, ln_extreme_ratio; /* log of the volume ratios */
@@ -80,6 +81,11 @@ static void checks_copy(iv_engine *e, const iv_checks *src) {
         e->ck.valid_exchanges.items[i] = hm_xstrdup(src->valid_exchanges.items[i]);
     e->ck.valid_exchanges.n = n;
     iv_exchset_init(&e->xs, &e->ck.valid_exchanges);
+    /* The table, parsed (validated with the configuration); the list itself is not kept. */
+    char why[300];
+    int rc = iv_instruments_parse(&src->instruments, &e->inst, why, sizeof(why));
+    if (rc != 0) hm_panic("checks.instruments passed validation but not parsing: %s", why);
+    e->ck.instruments = (hm_str_list){0};
     e->ln_spike_ratio = log(e->ck.volume_spike_ratio);
     e->ln_extreme_ratio = log(e->ck.extreme_volume_ratio);
 }
@@ -274,20 +280,19 @@ static void rhythm_add(iv_sym *y, int64_t gap) {
 
 /*
  * Event clock: a tick more than the lull bound ahead of the watermark joins the symbol's
- * run of such ticks (a new run when it is not within the bound of the others). @return
- * true when the run is long enough to be the stream itself having moved on, not a bad
- * clock.
+ * run of such ticks: ticks in a row (nothing at the watermark between them) each within
+ * the larger of the bound and future_lull_max_ms of the run's newest, so that a market
+ * trading every few minutes can show it moved on as a dense one does in milliseconds
+ * (a new run otherwise). @return true when the run is long enough to be the stream
+ * itself having moved on, not a bad clock: a bad clock between good ticks breaks its run.
  */
 static bool future_run_confirms(const iv_checks *ck, iv_sym *y, int64_t ts, int64_t bound) {
-    if (y->fut_n > 0) {
-        int64_t lo = ts < y->fut_min ? ts : y->fut_min;
-        int64_t hi = ts > y->fut_max ? ts : y->fut_max;
-        if (hi - lo <= bound) {
-            y->fut_n++;
-            y->fut_min = lo;
-            y->fut_max = hi;
-            return y->fut_n >= ck->future_confirm_ticks;
-        }
+    int64_t window = bound > ck->future_lull_max_ms ? bound : ck->future_lull_max_ms;
+    if (y->fut_n > 0 && ts - y->fut_max <= window && y->fut_max - ts <= window) {
+        y->fut_n++;
+        if (ts < y->fut_min) y->fut_min = ts;
+        if (ts > y->fut_max) y->fut_max = ts;
+        return y->fut_n >= ck->future_confirm_ticks;
     }
     y->fut_n = 1;
     y->fut_min = y->fut_max = ts;
@@ -312,7 +317,7 @@ static hm_qcodeset unkeyed_freshness(iv_engine *e, const iv_input *in, const hm_
 /* ---- sequence ---------------------------------------------------------------------------- */
 
 static hm_qcodeset sequence_codes(const iv_checks *ck, const iv_key *k, int64_t ts,
-                                  const iv_fields *f) {
+                                  const iv_fields *f, bool ordered_ids) {
     hm_qcodeset c = 0;
     if (k->has_ts) {
         if (ts < k->last_ts)
@@ -334,7 +339,7 @@ static hm_qcodeset sequence_codes(const iv_checks *ck, const iv_key *k, int64_t 
         }
         if (dup)
             c |= HM_QBIT(HM_Q_DUPLICATE_TRADE_ID);
-        else if (f->id_numeric && k->last_id_numeric) {
+        else if (ordered_ids && f->id_numeric && k->last_id_numeric) {
             if (f->id > k->last_id + 1)
                 c |= HM_QBIT(HM_Q_TRADE_ID_GAP);
             else if (f->id < k->last_id)
@@ -590,6 +595,9 @@ static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *
     iv_key *k = &p->keys[ki];
     const uint32_t si = k->sym;
     iv_sym *y = &p->syms[si];
+    iv_instrument scratch;
+    const iv_instrument *instr =
+        iv_instrument_of(&e->inst, f->exch, f->exch_len, t->symbol.p, t->symbol.len, &scratch);
 
     if (trade) {
         /* Idle past the TTL: forget it, exactly as if iv_engine_sweep() had dropped it. */
@@ -601,7 +609,7 @@ static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *
             emit_resumed(e, in->partition, k, y, ts);
             k->silent = false;
         }
-        codes |= sequence_codes(ck, k, ts, f);
+        codes |= sequence_codes(ck, k, ts, f, !instr || instr->ids == IV_IDS_SEQUENTIAL);
     }
 
     /* Freshness. The event clock's reference is the watermark before this tick. */
@@ -634,7 +642,7 @@ static hm_qcodeset judge_keyed(iv_engine *e, const iv_input *in, const hm_tick *
     if (f->price_ok) codes |= price_codes(e, p, ki, y, t->price, now_ev);
     if (f->volume_ok && trade && k->vol.n >= ck->volume_warmup_ticks)
         codes |= volume_codes(e, &k->vol, t->volume);
-    if (f->price_ok && f->volume_ok && t->price * t->volume > ck->notional_max)
+    if (f->price_ok && f->volume_ok && iv_notional(instr, t->price, t->volume) > ck->notional_max)
         codes |= HM_QBIT(HM_Q_NOTIONAL_OUTLIER);
 
     if (!trade) {

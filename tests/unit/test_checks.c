@@ -213,7 +213,7 @@ static void test_config_defaults_match_the_brief(void **state) {
     assert_int_equal(k->future_ms, 5000);
     assert_int_equal(k->future_confirm_ticks, 3);
     assert_true(k->future_lull_factor == 3);
-    assert_int_equal(k->future_lull_max_ms, 600000);
+    assert_int_equal(k->future_lull_max_ms, 21600000);
     assert_true(k->extreme_move == 0.10 && k->large_move == 0.05);
     assert_true(k->anomaly_deviation == 0.15 && k->ema_alpha == 0.1 && k->volume_alpha == 0.05);
     assert_true(k->volume_spike_ratio == 5 && k->extreme_volume_ratio == 100000);
@@ -325,7 +325,7 @@ static void test_config_sections_mark_thresholds_reloadable_topics_not(void **st
             }
         }
     }
-    assert_int_equal(seen, 2 + 29 + HM_QCODE_COUNT);
+    assert_int_equal(seen, 2 + 30 + HM_QCODE_COUNT);
 }
 
 /* ---- record-level codes ----------------------------------------------------------------- */

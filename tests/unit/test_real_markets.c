@@ -14,7 +14,11 @@
  *   replay time     a recorded feed that carries its own receive time is judged against
  *                   it, as live is against the Kafka record time: a trade received late
  *                   is stale whatever the stream around it says, and one received at
- *                   once after a long lull is no clock from the future.
+ *                   once after a long lull is no clock from the future;
+ *   instruments     an inverse contract's notional is contracts x their size (inferred
+ *                   for *coinm, or from checks.instruments), ids above 2^53 are exact,
+ *                   unordered ids are checked for duplicates only (these on records of
+ *                   the shape of the real ones: the development set has no COIN-M trade).
  * Through the engine API, replay's event clock, the default configuration with the
  * fixtures' exchange names added.
  */
@@ -24,6 +28,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,20 +46,33 @@ typedef struct run {
     iv_output res;
 } run;
 
-static void run_init(run *r) {
-    memset(r, 0, sizeof(*r));
+/* The configuration: the fixtures' exchanges, plus `extra` lines under checks:. */
+static int load_config(iv_config *cfg, const char *extra, hm_err *err) {
+    memset(cfg, 0, sizeof(*cfg));
     char path[] = "/tmp/test_real_markets.XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    static const char yaml[] =
-        "checks:\n  valid_exchanges: [binance, binanceusdm, kraken, bybit, deribit, coinbase]\n";
-    assert_int_equal(write(fd, yaml, sizeof(yaml) - 1), (ssize_t)(sizeof(yaml) - 1));
+    char yaml[1024];
+    int n = snprintf(yaml, sizeof(yaml),
+                     "checks:\n  valid_exchanges: [binance, binanceusdm, binancecoinm, kraken, "
+                     "bybit, deribit, coinbase]\n%s",
+                     extra ? extra : "");
+    assert_int_equal(write(fd, yaml, (size_t)n), n);
     close(fd);
-    hm_err err;
-    int rc = iv_config_load(&r->cfg, path, &err);
+    int rc = iv_config_load(cfg, path, err);
     unlink(path);
-    if (rc != 0) fail_msg("iv_config_load: %s", err.msg);
+    return rc;
+}
+
+static void run_init_with(run *r, const char *extra) {
+    memset(r, 0, sizeof(*r));
+    hm_err err;
+    if (load_config(&r->cfg, extra, &err) != 0) fail_msg("iv_config_load: %s", err.msg);
     r->e = iv_engine_new(&r->cfg.checks, true); /* replay's event clock */
+}
+
+static void run_init(run *r) {
+    run_init_with(r, NULL);
 }
 
 static void run_free(run *r) {
@@ -123,9 +141,9 @@ static void test_a_sparse_market_s_lulls_are_not_the_future(void **state) {
     run_free(&r);
 }
 
-/* After the sparse market's lulls (gaps of tens of seconds), a clock 20 minutes ahead is
- * beyond any lull (checks.future_lull_max_ms, 10 min): FUTURE_TIMESTAMP, and the next
- * genuine trade is clean again (the watermark did not follow the bad clock). */
+/* After the sparse market's lulls (gaps of up to 58 s), a clock 20 minutes ahead is
+ * beyond three times the longest of them: FUTURE_TIMESTAMP, and the next genuine trade
+ * is clean again (the watermark did not follow the bad clock). */
 static void test_a_clock_far_ahead_after_lulls_is_still_the_future(void **state) {
     (void)state;
     run r;
@@ -217,11 +235,101 @@ static void test_a_recorded_feed_is_judged_against_its_own_receive_times(void **
               "\"receipt_timestamp\":1786310772.340}");
     assert_false(has_code(&r, HM_Q_FUTURE_TIMESTAMP));
     assert_true(r.res.score == 1);
-    /* The same without its receive time is judged on the event clock: the future. */
-    judge(&r, "{\"timestamp\":1786312000000,\"symbol\":\"ETH/USD\",\"exchange\":\"coinbase\","
+    /* Two hours later without a receive time it is judged on the event clock: beyond
+     * three times the longest lull so far (the 20 minutes), the future. */
+    judge(&r, "{\"timestamp\":1786317972300,\"symbol\":\"ETH/USD\",\"exchange\":\"coinbase\","
               "\"price\":1921.0,\"volume\":0.01,\"trade_id\":833140813,\"side\":\"sell\"}");
     assert_true(has_code(&r, HM_Q_FUTURE_TIMESTAMP));
     run_free(&r);
+}
+
+/* ---- instrument conventions --------------------------------------------------------- */
+
+static void trade_on(run *r, const char *exch, const char *sym, int64_t ts, const char *price,
+                     const char *volume, const char *id) {
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"timestamp\":%lld,\"symbol\":\"%s\",\"exchange\":\"%s\",\"price\":%s,"
+             "\"volume\":%s,\"trade_id\":%s,\"side\":\"buy\"}",
+             (long long)ts, sym, exch, price, volume, id);
+    judge(r, json);
+}
+
+/* Binance COIN-M's sizes count contracts of 100 USD (BTC): 2,000 contracts at 28,000 are
+ * 200,000 USD, not 56 M. Inferred from the market's name; a table entry does the same
+ * for any other name; past notional_max (10 M) the notional is still reported. */
+static void test_an_inverse_contract_s_notional_is_contracts_times_their_size(void **state) {
+    (void)state;
+    run r;
+    run_init_with(&r, "  instruments: [\"deribit BTC/USD inverse contract=10\"]\n");
+    int64_t ts = 1680653184000;
+    for (int i = 0; i < 10; i++)
+        trade_on(&r, "binancecoinm", "BTC/USD", ts + i, "28000", "20", "1");
+    trade_on(&r, "binancecoinm", "BTC/USD", ts + 20, "28000", "2000", "2");
+    assert_false(has_code(&r, HM_Q_NOTIONAL_OUTLIER));
+    trade_on(&r, "binancecoinm", "BTC/USD", ts + 21, "28000", "200000", "3");
+    assert_true(has_code(&r, HM_Q_NOTIONAL_OUTLIER)); /* 20 M USD */
+    trade_on(&r, "deribit", "BTC/USD", ts + 22, "28000", "20000", "7");
+    assert_false(has_code(&r, HM_Q_NOTIONAL_OUTLIER)); /* 200,000 USD, not 560 M */
+    trade_on(&r, "binance", "BTC/USDT", ts + 23, "28000", "2000", "9");
+    assert_true(has_code(&r, HM_Q_NOTIONAL_OUTLIER)); /* a linear market: 56 M */
+    run_free(&r);
+}
+
+/* Ids are int64: above 2^53 (where a double loses units) a gap of one is told from none. */
+static void test_trade_ids_above_2_to_the_53_are_exact(void **state) {
+    (void)state;
+    run r;
+    run_init(&r);
+    int64_t ts = 1680653184000;
+    trade_on(&r, "bybit", "BTC/USDT", ts, "28000", "0.1", "9007199254740993");
+    trade_on(&r, "bybit", "BTC/USDT", ts + 1, "28000", "0.1", "9007199254740994");
+    assert_int_equal(r.res.n_issues, 0);
+    trade_on(&r, "bybit", "BTC/USDT", ts + 2, "28000", "0.1", "9007199254740996");
+    assert_true(has_code(&r, HM_Q_TRADE_ID_GAP));
+    trade_on(&r, "bybit", "BTC/USDT", ts + 3, "28000", "0.1", "\"9007199254740996\"");
+    assert_true(has_code(&r, HM_Q_DUPLICATE_TRADE_ID)); /* the same id as a string */
+    run_free(&r);
+}
+
+/* A market whose ids identify trades but follow no sequence (ids=unordered): duplicates
+ * still count, gaps and order do not. */
+static void test_unordered_ids_are_checked_for_duplicates_only(void **state) {
+    (void)state;
+    run r;
+    run_init_with(&r, "  instruments: [\"kraken * ids=unordered\"]\n");
+    int64_t ts = 1680653184000;
+    trade_on(&r, "kraken", "BTC/USD", ts, "28000", "0.1", "500");
+    trade_on(&r, "kraken", "BTC/USD", ts + 1, "28000", "0.1", "9000");
+    trade_on(&r, "kraken", "BTC/USD", ts + 2, "28000", "0.1", "12");
+    assert_int_equal(r.res.n_issues, 0);
+    trade_on(&r, "kraken", "BTC/USD", ts + 3, "28000", "0.1", "9000");
+    assert_true(has_code(&r, HM_Q_DUPLICATE_TRADE_ID));
+    trade_on(&r, "coinbase", "BTC/USD", ts + 4, "28000", "0.1", "500");
+    trade_on(&r, "coinbase", "BTC/USD", ts + 5, "28000", "0.1", "9000");
+    assert_true(has_code(&r, HM_Q_TRADE_ID_GAP)); /* coinbase is sequential */
+    run_free(&r);
+}
+
+static void test_a_bad_instrument_entry_is_refused_by_name(void **state) {
+    (void)state;
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        {"  instruments: [\"deribit\"]\n", "checks.instruments[0]: 'deribit'"},
+        {"  instruments: [\"deribit BTC/USD inverse\"]\n", "needs contract=N"},
+        {"  instruments: [\"deribit BTC/USD contract=-1\"]\n", "a number > 0"},
+        {"  instruments: [\"deribit * ids=random\"]\n", "unknown word"},
+        {"  instruments: [\"a * inverse contract=1\", \"A * ids=unordered\"]\n",
+         "checks.instruments[1]: 'A * ids=unordered': listed twice"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        iv_config cfg;
+        hm_err err;
+        int rc = load_config(&cfg, bad[i].yaml, &err);
+        if (rc != -EINVAL || !strstr(err.msg, bad[i].want))
+            fail_msg("%s: rc %d, '%s'; want '%s'", bad[i].yaml, rc, rc ? err.msg : "", bad[i].want);
+    }
 }
 
 int main(void) {
@@ -232,6 +340,10 @@ int main(void) {
         cmocka_unit_test(test_a_block_trade_is_informational_not_a_defect),
         cmocka_unit_test(test_a_size_beyond_any_tail_still_lowers_the_score),
         cmocka_unit_test(test_a_recorded_feed_is_judged_against_its_own_receive_times),
+        cmocka_unit_test(test_an_inverse_contract_s_notional_is_contracts_times_their_size),
+        cmocka_unit_test(test_trade_ids_above_2_to_the_53_are_exact),
+        cmocka_unit_test(test_unordered_ids_are_checked_for_duplicates_only),
+        cmocka_unit_test(test_a_bad_instrument_entry_is_refused_by_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
