@@ -122,6 +122,25 @@ step_kafka_jars() {
 	hm_say "deps: $(find "$HIMARI_KAFKA_LIB" -name '*.jar' | wc -l) Kafka jars in $HIMARI_KAFKA_LIB"
 }
 
+# The S3 server the archiver's tests and `make run` use (scripts/stack.sh s3): versitygw,
+# Apache-2.0, built from its module with the Go toolchain (/usr/local/go on these machines,
+# else the go on PATH; it fetches a newer toolchain itself when the module needs one).
+readonly VERSITYGW_MODULE=github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+step_go_tools() {
+	local go_bin
+	if [[ -x "$HIMARI_VERSITYGW" ]]; then
+		return 0
+	fi
+	go_bin="$(command -v go || true)"
+	[[ -n "$go_bin" ]] || go_bin=/usr/local/go/bin/go
+	[[ -x "$go_bin" ]] || hm_die "no Go toolchain (go on PATH or /usr/local/go) to build versitygw"
+	changed=1
+	hm_say "deps: building versitygw (S3 server) with go install into $(dirname "$HIMARI_VERSITYGW") (about a minute)"
+	GOPATH="$HIMARI_CACHE_DIR/go" GOBIN="$(dirname "$HIMARI_VERSITYGW")" GOFLAGS=-modcacherw \
+		"$go_bin" install "$VERSITYGW_MODULE" || hm_die "go install $VERSITYGW_MODULE failed"
+}
+
 # make_venv DIR - a venv from the python3 on PATH (pyenv's, on the polyglot machines), or from
 # Debian's python3 (python3-venv) when that one has no ensurepip.
 make_venv() {
@@ -164,6 +183,7 @@ fi
 if [[ $do_rest -eq 1 ]]; then
 	step_librdkafka
 	step_kafka_jars
+	step_go_tools
 	step_venv
 fi
 

@@ -72,11 +72,14 @@ _hm_env_default HIMARI_KAFKA_PORT $((HIMARI_PORT_BASE + 92))
 _hm_env_default HIMARI_KAFKA_CONTROLLER_PORT $((HIMARI_PORT_BASE + 93))
 _hm_env_default HIMARI_REDIS_PORT $((HIMARI_PORT_BASE + 379))
 _hm_env_default HIMARI_PG_PORT $((HIMARI_PORT_BASE + 432))
+_hm_env_default HIMARI_S3_PORT $((HIMARI_PORT_BASE + 900))
+_hm_env_default HIMARI_S3_BUCKET himari-archive
 _hm_env_default HIMARI_KAFKA_BOOTSTRAP "127.0.0.1:$HIMARI_KAFKA_PORT"
 
 _hm_env_default HIMARI_VENV "$HIMARI_CACHE_DIR/venv"
 _hm_env_default HIMARI_KAFKA_LIB "$HIMARI_CACHE_DIR/java/kafka/lib"
 _hm_env_default HIMARI_RDKAFKA_PREFIX "$HIMARI_CACHE_DIR/librdkafka"
+_hm_env_default HIMARI_VERSITYGW "$HIMARI_CACHE_DIR/go/bin/versitygw"
 
 HIMARI_ENV_DERIVED_FOR="$HIMARI_PROFILE"
 export HIMARI_ENV_DERIVED HIMARI_ENV_DERIVED_FOR

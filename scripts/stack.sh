@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # scripts/stack.sh - starts, stops and reports the real servers that integration tests and
-# `make run` use: Apache Kafka 3.9.1 (KRaft, single node), Redis and PostgreSQL 15, each on
-# 127.0.0.1 only, with data, logs and pid under $HIMARI_RUN_DIR/<name>/ and the ports from
+# `make run` use: Apache Kafka 3.9.1 (KRaft, single node), Redis, PostgreSQL 15 and an S3
+# server (versitygw, Apache-2.0, posix backend, built by scripts/deps.sh), each on 127.0.0.1 only, with data, logs and pid under $HIMARI_RUN_DIR/<name>/ and the ports from
 # scripts/env.sh, so the dev and test profiles run side by side.
 #
 # Must never: listen on anything but loopback, touch a process that is not this profile's
 # (processes are matched on this run dir, pids are checked before they are signalled), leave a
 # process behind after `stop`, or print a secret.
 #
-# Usage: stack.sh start|stop|status|restart [kafka|redis|postgres ...]   (no names = all three)
+# Usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3 ...]   (no names = all)
 #        stack.sh logs NAME [-f]
 # `status` exits 0 when every named server is running and answering, 3 otherwise.
 set -euo pipefail
@@ -16,17 +16,18 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=env.sh disable=SC1091
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-readonly ALL_SERVERS=(kafka redis postgres)
+readonly ALL_SERVERS=(kafka redis postgres s3)
 readonly PG_BIN=/usr/lib/postgresql/15/bin
 readonly STOP_WAIT_S=20
 readonly RUN="$HIMARI_RUN_DIR"
 readonly K="$RUN/kafka"
 readonly R="$RUN/redis"
+readonly S="$RUN/s3"
 
 usage() {
 	cat >&2 <<'EOF'
-usage: stack.sh start|stop|status|restart [kafka|redis|postgres ...]
-       stack.sh logs kafka|redis|postgres [-f]
+usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3 ...]
+       stack.sh logs kafka|redis|postgres|s3 [-f]
 EOF
 	exit 2
 }
@@ -351,6 +352,59 @@ redis_cli() {
 
 redis_ready() {
 	[[ "$(redis_cli ping 2>/dev/null)" == PONG ]]
+}
+
+# ---- S3 (versitygw) --------------------------------------------------------------------------
+# One root account whose keys are the generated secrets s3_access_key and s3_secret_key,
+# passed in the environment (never on the command line, which `ps` shows); buckets are
+# directories of $S/data. The bucket HIMARI_S3_BUCKET is made once the server answers.
+s3_pattern() { printf 'versitygw .*posix %s$' "$(re_escape "$S/data")"; }
+s3_pidfile() { printf '%s' "$S/s3.pid"; }
+s3_logs() { printf '%s\n' "$S/s3.log"; }
+s3_port_list() { printf '%s' "$HIMARI_S3_PORT"; }
+s3_timeout() { printf 30; }
+s3_where() { printf 'http://127.0.0.1:%s (bucket %s)' "$HIMARI_S3_PORT" "$HIMARI_S3_BUCKET"; }
+
+s3_prepare() {
+	[[ -x "$HIMARI_VERSITYGW" ]] || hm_die "versitygw not found at $HIMARI_VERSITYGW (scripts/deps.sh)"
+	secret s3_access_key >/dev/null
+	secret s3_secret_key >/dev/null
+	mkdir -p "$S/data"
+}
+
+s3_launch() {
+	local pidfile
+	pidfile="$(s3_pidfile)"
+	rm -f "$pidfile"
+	# shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
+	ROOT_ACCESS_KEY="$(cat "$RUN/secrets/s3_access_key")" \
+		ROOT_SECRET_KEY="$(cat "$RUN/secrets/s3_secret_key")" \
+		setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' s3-launch "$pidfile" \
+		"$HIMARI_VERSITYGW" --port "127.0.0.1:$HIMARI_S3_PORT" --quiet posix "$S/data" \
+		</dev/null >>"$S/s3.log" 2>&1 9>&- &
+}
+
+# s3_curl METHOD PATH - a SigV4-signed request without a body as the root account; prints
+# the HTTP status. The keys go to curl on its standard input (-K -), not in its arguments;
+# S3 wants the payload's hash in a header (here the empty body's).
+readonly S3_EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+s3_curl() {
+	local method=(-X "$1")
+	[[ "$1" != HEAD ]] || method=(-I)
+	printf 'user = "%s:%s"\n' "$(cat "$RUN/secrets/s3_access_key")" \
+		"$(cat "$RUN/secrets/s3_secret_key")" |
+		curl -s -o /dev/null -w '%{http_code}' -m 2 -K - --aws-sigv4 "aws:amz:us-east-1:s3" \
+			-H "x-amz-content-sha256: $S3_EMPTY_SHA256" "${method[@]}" \
+			"http://127.0.0.1:$HIMARI_S3_PORT$2" 2>/dev/null || true
+}
+
+s3_ready() {
+	[[ "$(s3_curl GET /)" == 200 ]] || return 1
+	case "$(s3_curl HEAD "/$HIMARI_S3_BUCKET")" in
+	200) return 0 ;;
+	404) [[ "$(s3_curl PUT "/$HIMARI_S3_BUCKET")" == 200 ]] ;;
+	*) return 1 ;;
+	esac
 }
 
 # ---- PostgreSQL -----------------------------------------------------------------------------
@@ -778,7 +832,7 @@ if [[ $# -eq 0 ]]; then
 fi
 for n in "$@"; do
 	[[ " ${ALL_SERVERS[*]} " == *" $n "* ]] || {
-		printf 'stack.sh: unknown server "%s" (kafka, redis, postgres)\n' "$n" >&2
+		printf 'stack.sh: unknown server "%s" (kafka, redis, postgres, s3)\n' "$n" >&2
 		usage
 	}
 	[[ " ${names[*]} " == *" $n "* ]] || names+=("$n")
