@@ -265,7 +265,7 @@ static inline int64_t ingest_ref(const iv_engine *e, const iv_input *in, const h
  * future_lull_max_ms; a symbol whose watermark has not advanced yet has future_ms alone.
  */
 static int64_t lull_bound(const iv_checks *ck, const iv_sym *y) {
-    if (y->gap_n == 0 || ck->future_lull_factor <= 0) return ck->future_ms;
+    if (y->gap_max <= 0 || ck->future_lull_factor <= 0) return ck->future_ms;
     double b = ck->future_lull_factor * y->gap_max;
     if (b > (double)ck->future_lull_max_ms) b = (double)ck->future_lull_max_ms;
     return b > (double)ck->future_ms ? (int64_t)b : ck->future_ms;
@@ -275,7 +275,6 @@ static int64_t lull_bound(const iv_checks *ck, const iv_sym *y) {
 static void rhythm_add(iv_sym *y, int64_t gap) {
     double decayed = y->gap_max * IV_RHYTHM_DECAY;
     y->gap_max = (double)gap > decayed ? (double)gap : decayed;
-    y->gap_n++;
 }
 
 /*
@@ -290,12 +289,11 @@ static bool future_run_confirms(const iv_checks *ck, iv_sym *y, int64_t ts, int6
     int64_t window = bound > ck->future_lull_max_ms ? bound : ck->future_lull_max_ms;
     if (y->fut_n > 0 && ts - y->fut_max <= window && y->fut_max - ts <= window) {
         y->fut_n++;
-        if (ts < y->fut_min) y->fut_min = ts;
         if (ts > y->fut_max) y->fut_max = ts;
         return y->fut_n >= ck->future_confirm_ticks;
     }
     y->fut_n = 1;
-    y->fut_min = y->fut_max = ts;
+    y->fut_max = ts;
     return y->fut_n >= ck->future_confirm_ticks;
 }
 

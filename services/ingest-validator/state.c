@@ -609,9 +609,7 @@ void iv_sym_serialise(const iv_sym *s, hm_buf *b) {
     put_i64(b, "wm", s->wm);
     put_i64(b, "scan_sec", s->scan_sec);
     put_i64(b, "fut_n", s->fut_n);
-    put_i64(b, "fut_min", s->fut_min);
     put_i64(b, "fut_max", s->fut_max);
-    put_i64(b, "gap_n", s->gap_n);
     put_dbl(b, "gap_max", s->gap_max);
     hm_buf_putc(b, '}');
 }
@@ -722,13 +720,10 @@ static void restore_sym_fields(changelog_reader *r, iv_sym *s) {
     s->wm = field_i64(r, "wm", INT64_MIN, INT64_MAX);
     s->scan_sec = field_i64(r, "scan_sec", INT64_MIN, INT64_MAX);
     s->fut_n = field_i64(r, "fut_n", 0, INT64_MAX);
-    s->fut_min = field_i64(r, "fut_min", INT64_MIN, INT64_MAX);
     s->fut_max = field_i64(r, "fut_max", INT64_MIN, INT64_MAX);
-    /* Absent from records written before the rhythm was kept: none yet. */
-    if (json_object_get(r->obj, "gap_n")) {
-        s->gap_n = field_i64(r, "gap_n", 0, INT64_MAX);
-        s->gap_max = field_dbl(r, "gap_max");
-    }
+    /* Absent from records written before the rhythm was kept: none yet. (Such records
+     * also carry "fut_min", which nothing reads any more.) */
+    if (json_object_get(r->obj, "gap_max")) s->gap_max = field_dbl(r, "gap_max");
 }
 
 static uint32_t find_or_add_sym(iv_part *p, const char *sym, size_t n) {
@@ -789,9 +784,7 @@ int iv_part_restore(iv_part *p, const char *key, size_t key_len, const char *val
             y->wm = tmp.wm;
             y->scan_sec = tmp.scan_sec;
             y->fut_n = tmp.fut_n;
-            y->fut_min = tmp.fut_min;
             y->fut_max = tmp.fut_max;
-            y->gap_n = tmp.gap_n;
             y->gap_max = tmp.gap_max;
         }
     } else {

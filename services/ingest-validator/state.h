@@ -83,9 +83,8 @@ typedef struct iv_sym {
     int64_t wm;       /* ms: the symbol's event-time watermark */
     int64_t scan_sec; /* wm / 1000 at the last feed-silence scan */
     int64_t fut_n;    /* ticks in the current run ahead of the watermark */
-    int64_t fut_min, fut_max;
-    int64_t gap_n;  /* watermark advances seen (0: no rhythm yet) */
-    double gap_max; /* ms: the longest recent watermark advance (decaying) */
+    int64_t fut_max;  /* the newest tick of that run */
+    double gap_max;   /* ms: the longest recent watermark advance, decaying; 0: none yet */
 } iv_sym;
 
 typedef struct iv_slot {
