@@ -534,12 +534,18 @@ void hm_grpc_reply_error(hm_grpc_call *call, grpc_status_code code, const char *
     call_release(call, code, msg, NULL);
 }
 
+/* 0 when a streaming call can take a message now, else -ECANCELED or -EBUSY. */
+static int stream_can_send(const hm_grpc_call *call) {
+    if (call->cancelled || call->closed) return -ECANCELED;
+    return call->send_busy ? -EBUSY : 0;
+}
+
 /* The bytes of bb go out as the call's next streaming message (bb is the call's until
- * the send completes). The caller checked that the call can send. */
+ * the send completes). The caller checked stream_can_send. */
 static int stream_send_bb(hm_grpc_call *call, grpc_byte_buffer *bb,
                           void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud) {
     assert(call->route->flags & HM_GRPC_STREAMING);
-    assert(!call->cancelled && !call->closed && !call->send_busy);
+    assert(stream_can_send(call) == 0);
     grpc_op ops[2];
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
@@ -563,9 +569,8 @@ int hm_grpc_stream_send(hm_grpc_call *call, const ProtobufCMessage *msg,
                         void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud) {
     assert(call && msg && call->held);
     assert(msg->descriptor == call->route->method->output);
-    if (call->cancelled || call->closed) return -ECANCELED;
-    if (call->send_busy) return -EBUSY;
-    return stream_send_bb(call, pack_message(msg), sent, ud);
+    int rc = stream_can_send(call);
+    return rc ? rc : stream_send_bb(call, pack_message(msg), sent, ud);
 }
 
 struct hm_grpc_packed {
@@ -603,10 +608,9 @@ int hm_grpc_stream_send_packed(hm_grpc_call *call, hm_grpc_packed *p,
                                void (*sent)(hm_grpc_call *call, bool ok, void *ud), void *ud) {
     assert(call && p && call->held);
     assert(p->descriptor == call->route->method->output);
-    if (call->cancelled || call->closed) return -ECANCELED;
-    if (call->send_busy) return -EBUSY;
+    int rc = stream_can_send(call);
     /* The byte buffer takes a reference on the slice: no copy of the bytes. */
-    return stream_send_bb(call, grpc_raw_byte_buffer_create(&p->bytes, 1), sent, ud);
+    return rc ? rc : stream_send_bb(call, grpc_raw_byte_buffer_create(&p->bytes, 1), sent, ud);
 }
 
 void hm_grpc_stream_finish(hm_grpc_call *call, grpc_status_code code, const char *msg) {
