@@ -28,14 +28,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_EXCHANGES = ["binance", "kraken", "bybit", "deribit", "coinbase"]
 
 
-def windows(path, gap_ms):
+def windows(path, gap_ms, exchanges):
+    """The file's lines, cut into capture windows; adds each exchange name to `exchanges`."""
     opener = gzip.open if str(path).endswith(".gz") else open
     cur, last = [], None
     with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue
-            ts = json.loads(line).get("timestamp")
+            rec = json.loads(line)
+            if isinstance(rec.get("exchange"), str):
+                exchanges.add(rec["exchange"].lower())
+            ts = rec.get("timestamp")
             if cur and isinstance(ts, int) and last is not None and ts - last > gap_ms:
                 yield cur
                 cur = []
@@ -63,10 +67,9 @@ def main():
     work = pathlib.Path(a.keep or tempfile.mkdtemp(prefix="real-trades."))
     work.mkdir(parents=True, exist_ok=True)
 
-    wins = list(windows(a.trades, a.window_gap_h * 3600 * 1000))
-    names = sorted({json.loads(l)["exchange"].lower() for w in wins for l in w
-                    if isinstance(json.loads(l).get("exchange"), str)})
-    exchanges = DEFAULT_EXCHANGES + [n for n in names if n not in DEFAULT_EXCHANGES]
+    names = set()
+    wins = list(windows(a.trades, a.window_gap_h * 3600 * 1000, names))
+    exchanges = DEFAULT_EXCHANGES + sorted(names - set(DEFAULT_EXCHANGES))
     cfg = work / "config.yaml"
     base = pathlib.Path(a.config).read_text() if a.config else ""
     cfg.write_text(base + "\nchecks:\n  valid_exchanges: " + json.dumps(exchanges) + "\n"
@@ -88,7 +91,7 @@ def main():
         for line in open(out, encoding="utf-8"):
             q = json.loads(line)
             n += 1
-            m = (q["exchange"], q["symbol"])
+            m = (q["exchange"] or "-", q["symbol"] or "-")  # a transfer has neither
             trades[m] += 1
             if q["quality_score"] < 1:
                 fps[m] += 1
