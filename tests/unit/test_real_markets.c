@@ -141,40 +141,42 @@ static void test_a_sparse_market_s_lulls_are_not_the_future(void **state) {
     run_free(&r);
 }
 
-/* After the sparse market's lulls (gaps of up to 58 s), a clock 20 minutes ahead is
- * beyond three times the longest of them: FUTURE_TIMESTAMP, and the next genuine trade
- * is clean again (the watermark did not follow the bad clock). */
-static void test_a_clock_far_ahead_after_lulls_is_still_the_future(void **state) {
-    (void)state;
+/* After a fixture, a trade with a clock ahead is FUTURE_TIMESTAMP, and the next genuine
+ * trade is clean again (the watermark did not follow the bad clock). */
+static void expect_future_then_clean(const char *fixture, const char *ahead, const char *next) {
     run r;
     run_init(&r);
-    judge_fixture(&r, FIXTURES "kraken_btcusd_lulls.jsonl", NULL);
-    /* the fixture's last trade is at 1561942791213 */
-    judge(&r, "{\"timestamp\":1561944000000,\"symbol\":\"BTC/USD\",\"exchange\":\"kraken\","
-              "\"price\":10800.0,\"volume\":0.01,\"side\":\"buy\"}");
+    judge_fixture(&r, fixture, NULL);
+    judge(&r, ahead);
     assert_true(has_code(&r, HM_Q_FUTURE_TIMESTAMP) && r.res.score < 1);
-    judge(&r, "{\"timestamp\":1561942795000,\"symbol\":\"BTC/USD\",\"exchange\":\"kraken\","
-              "\"price\":10800.0,\"volume\":0.02,\"side\":\"sell\"}");
+    judge(&r, next);
     assert_int_equal(r.res.n_issues, 0);
     run_free(&r);
 }
 
+/* After the sparse market's lulls (gaps of up to 58 s), a clock 20 minutes ahead is
+ * beyond three times the longest of them. The fixture's last trade is at 1561942791213. */
+static void test_a_clock_far_ahead_after_lulls_is_still_the_future(void **state) {
+    (void)state;
+    expect_future_then_clean(
+        FIXTURES "kraken_btcusd_lulls.jsonl",
+        "{\"timestamp\":1561944000000,\"symbol\":\"BTC/USD\",\"exchange\":\"kraken\","
+        "\"price\":10800.0,\"volume\":0.01,\"side\":\"buy\"}",
+        "{\"timestamp\":1561942795000,\"symbol\":\"BTC/USD\",\"exchange\":\"kraken\","
+        "\"price\":10800.0,\"volume\":0.02,\"side\":\"sell\"}");
+}
+
 /* On a dense market (the mean gap between its trading moments is a few ms) a trade 30 s
  * ahead is the future: the rhythm that lets the sparse market's lulls pass does not let
- * a dense market's bad clock pass. */
+ * a dense market's bad clock pass. The fixture's last trade: 1680653184572, id 3535198615. */
 static void test_a_clock_30_s_ahead_on_a_dense_market_is_the_future(void **state) {
     (void)state;
-    run r;
-    run_init(&r);
-    judge_fixture(&r, FIXTURES "binanceusdm_btcusdt_block.jsonl", NULL);
-    /* the fixture's last trade is at 1680653184572, id 3535198615 */
-    judge(&r, "{\"timestamp\":1680653214572,\"symbol\":\"BTC/USDT\",\"exchange\":\"binanceusdm\","
-              "\"price\":28139.2,\"volume\":0.01,\"trade_id\":3535198616,\"side\":\"buy\"}");
-    assert_true(has_code(&r, HM_Q_FUTURE_TIMESTAMP) && r.res.score < 1);
-    judge(&r, "{\"timestamp\":1680653184600,\"symbol\":\"BTC/USDT\",\"exchange\":\"binanceusdm\","
-              "\"price\":28139.3,\"volume\":0.002,\"trade_id\":3535198617,\"side\":\"sell\"}");
-    assert_int_equal(r.res.n_issues, 0);
-    run_free(&r);
+    expect_future_then_clean(
+        FIXTURES "binanceusdm_btcusdt_block.jsonl",
+        "{\"timestamp\":1680653214572,\"symbol\":\"BTC/USDT\",\"exchange\":\"binanceusdm\","
+        "\"price\":28139.2,\"volume\":0.01,\"trade_id\":3535198616,\"side\":\"buy\"}",
+        "{\"timestamp\":1680653184600,\"symbol\":\"BTC/USDT\",\"exchange\":\"binanceusdm\","
+        "\"price\":28139.3,\"volume\":0.002,\"trade_id\":3535198617,\"side\":\"sell\"}");
 }
 
 /* ---- fat tails -------------------------------------------------------------------------- */
