@@ -18,7 +18,7 @@ readonly APT_PACKAGES=(
 	build-essential cmake ninja-build pkg-config
 	libuv1-dev libssl-dev zlib1g-dev libhiredis-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
 	libgrpc-dev libh2o-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev
-	libzstd-dev
+	libzstd-dev libsnappy-dev
 	redis-server postgresql-15 prometheus
 	clang-format cppcheck shellcheck docker-compose ansible
 	python3-venv openjdk-17-jre-headless maven
