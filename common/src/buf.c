@@ -14,6 +14,7 @@
 #include "himari/buf.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,4 +325,102 @@ bool hm_json_is_number(const char *s, size_t n) {
             i++;
     }
     return i == n;
+}
+
+static int hex4(const char *s, uint32_t *out) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0) return -EINVAL;
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+static void put_utf8(hm_buf *b, uint32_t cp) {
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | cp >> 6);
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | cp >> 12);
+        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | cp >> 18);
+        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    hm_buf_append(b, u, n);
+}
+
+int hm_json_unescape(hm_buf *b, const char *s, size_t n) {
+    const char *end = s + n;
+    while (s < end) {
+        const char *bs = memchr(s, '\\', (size_t)(end - s));
+        if (!bs) {
+            hm_buf_append(b, s, (size_t)(end - s));
+            return 0;
+        }
+        hm_buf_append(b, s, (size_t)(bs - s));
+        if (end - bs < 2) return -EINVAL;
+        char c = bs[1];
+        s = bs + 2;
+        switch (c) {
+            case '"':
+            case '\\':
+            case '/':
+                hm_buf_putc(b, c);
+                continue;
+            case 'b':
+                hm_buf_putc(b, '\b');
+                continue;
+            case 'f':
+                hm_buf_putc(b, '\f');
+                continue;
+            case 'n':
+                hm_buf_putc(b, '\n');
+                continue;
+            case 'r':
+                hm_buf_putc(b, '\r');
+                continue;
+            case 't':
+                hm_buf_putc(b, '\t');
+                continue;
+            case 'u':
+                break;
+            default:
+                return -EINVAL;
+        }
+        uint32_t cp;
+        if (end - s < 4 || hex4(s, &cp) != 0) return -EINVAL;
+        s += 4;
+        if (cp >= 0xD800 && cp < 0xDC00) {
+            uint32_t lo;
+            if (end - s >= 6 && s[0] == '\\' && s[1] == 'u' && hex4(s + 2, &lo) == 0 &&
+                lo >= 0xDC00 && lo < 0xE000) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                s += 6;
+            } else {
+                cp = 0xFFFD;
+            }
+        } else if (cp >= 0xDC00 && cp < 0xE000) {
+            cp = 0xFFFD;
+        }
+        put_utf8(b, cp);
+    }
+    return 0;
 }

@@ -11,6 +11,7 @@
  */
 #include "himari/control.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,9 @@ typedef struct status_msg {
     Himari__V1__PartitionStatus *parts;
     Himari__V1__PartitionStatus **part_ptrs;
     rd_kafka_topic_partition_list_t *assignment; /* topics point into it */
+    hm_control_status cs;                        /* details point into it */
+    Himari__V1__Status__DetailsEntry entries[HM_STATUS_DETAILS_MAX];
+    Himari__V1__Status__DetailsEntry *entry_ptrs[HM_STATUS_DETAILS_MAX];
 } status_msg;
 
 static void status_msg_clear(status_msg *m) {
@@ -75,24 +79,36 @@ static void status_msg_clear(status_msg *m) {
  * turns, then status_msg_clear. */
 static void build_status(hm_control *c, status_msg *m) {
     status_msg_clear(m);
-    hm_control_status cs = {.state = HM_SERVICE_STARTING, .last_error = ""};
-    if (c->hooks->status) c->hooks->status(c->ud, &cs);
+    hm_control_status *csp = &m->cs;
+    csp->state = HM_SERVICE_STARTING;
+    csp->last_error = "";
+    if (c->hooks->status) c->hooks->status(c->ud, csp);
     const hm_service_config *base = c->cfg;
     Himari__V1__Status init = HIMARI__V1__STATUS__INIT;
     m->st = init;
     m->st.service = (char *)c->svc->name;
     m->st.instance_id = base->instance_id ? base->instance_id : "";
     m->st.version = HM_VERSION;
-    m->st.state = (Himari__V1__ServiceState)cs.state;
+    m->st.state = (Himari__V1__ServiceState)csp->state;
     m->st.config_digest = c->digest;
     m->st.uptime_seconds = hm_service_uptime(c->svc);
-    m->st.records_in = cs.records_in;
-    m->st.records_out = cs.records_out;
-    m->st.transactions_committed = cs.transactions_committed;
-    m->st.transactions_aborted = cs.transactions_aborted;
-    m->st.last_error = (char *)(cs.last_error ? cs.last_error : "");
+    m->st.records_in = csp->records_in;
+    m->st.records_out = csp->records_out;
+    m->st.transactions_committed = csp->transactions_committed;
+    m->st.transactions_aborted = csp->transactions_aborted;
+    m->st.last_error = (char *)(csp->last_error ? csp->last_error : "");
+    for (size_t i = 0; i < csp->n_details; i++) {
+        Himari__V1__Status__DetailsEntry einit = HIMARI__V1__STATUS__DETAILS_ENTRY__INIT;
+        m->entries[i] = einit;
+        m->entries[i].key = (char *)csp->details[i].name;
+        m->entries[i].value = csp->details[i].value;
+        m->entry_ptrs[i] = &m->entries[i];
+    }
+    m->st.n_details = csp->n_details;
+    m->st.details = m->entry_ptrs;
 
-    rd_kafka_topic_partition_list_t *l = cs.consumer ? hm_consumer_assignment(cs.consumer) : NULL;
+    rd_kafka_topic_partition_list_t *l =
+        csp->consumer ? hm_consumer_assignment(csp->consumer) : NULL;
     if (!l || l->cnt == 0) {
         if (l) rd_kafka_topic_partition_list_destroy(l);
         return;
@@ -107,13 +123,23 @@ static void build_status(hm_control *c, status_msg *m) {
         *p = pinit;
         p->topic = l->elems[i].topic;
         p->partition = l->elems[i].partition;
-        p->position = hm_consumer_position(cs.consumer, l->elems[i].topic, l->elems[i].partition);
+        p->position = hm_consumer_position(csp->consumer, l->elems[i].topic, l->elems[i].partition);
         if (p->position < 0) p->position = -1;
-        p->lag = hm_consumer_lag(cs.consumer, l->elems[i].topic, l->elems[i].partition);
+        p->lag = hm_consumer_lag(csp->consumer, l->elems[i].topic, l->elems[i].partition);
         m->part_ptrs[i] = p;
     }
     m->st.n_partitions = n;
     m->st.partitions = m->part_ptrs;
+}
+
+void hm_control_status_detail(hm_control_status *s, const char *name, const char *fmt, ...) {
+    if (s->n_details >= HM_STATUS_DETAILS_MAX) return;
+    hm_status_detail *d = &s->details[s->n_details++];
+    d->name = name;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->value, sizeof(d->value), fmt, ap);
+    va_end(ap);
 }
 
 static hm_service_state current_state(hm_control *c) {

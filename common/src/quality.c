@@ -362,7 +362,15 @@ static COLD int code_by_escaped_name(const char *s, uint32_t n) {
 
 /* "issues": an array of code names. A known name sets its bit, an unknown one is counted;
  * an element that is not a string makes the field HM_F_INVALID (the strings still count). */
+static const char *read_issue_array(qdec *qd, const char *p);
+
 static const char *read_issues(qdec *qd, const char *p) {
+    const char *close = read_issue_array(qd, p);
+    if (close && *p == '[') qd->q->issues_text = span_of(p, (uint32_t)(close - p));
+    return close;
+}
+
+static const char *read_issue_array(qdec *qd, const char *p) {
     dec *d = &qd->d;
     hm_quality *q = qd->q;
     const char *end = d->end;

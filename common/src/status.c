@@ -67,5 +67,13 @@ void hm_status_json(hm_buf *out, const Himari__V1__Status *st) {
         hm_buf_i64(out, p->lag);
         hm_buf_putc(out, '}');
     }
-    hm_buf_append(out, "]}", 2);
+    hm_buf_append(out, "],", 2);
+    hm_json_key(out, "details");
+    hm_buf_putc(out, '{');
+    for (size_t i = 0; i < st->n_details; i++) {
+        if (i) hm_buf_putc(out, ',');
+        hm_json_key(out, st->details[i]->key ? st->details[i]->key : "");
+        hm_json_cstr(out, st->details[i]->value ? st->details[i]->value : "");
+    }
+    hm_buf_append(out, "}}", 2);
 }

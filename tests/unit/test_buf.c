@@ -391,6 +391,30 @@ static void test_utf8_valid_reports_offset_of_first_bad_sequence(void **state) {
     assert_false(hm_utf8_valid("\x80", 1, NULL));             /* bad_at is optional */
 }
 
+static void test_json_unescape_resolves_escapes_and_refuses_malformed_ones(void **state) {
+    (void)state;
+    hm_buf b = HM_BUF_INIT;
+    const char *in = "a\\\"b\\n\\u00e9\\ud83d\\ude00\\/";
+    assert_int_equal(hm_json_unescape(&b, in, strlen(in)), 0);
+    assert_int_equal(b.len, strlen("a\"b\n\xc3\xa9\xf0\x9f\x98\x80/"));
+    assert_memory_equal(b.data, "a\"b\n\xc3\xa9\xf0\x9f\x98\x80/", b.len);
+    hm_buf_reset(&b);
+    const char *lone = "x\\ud800y";
+    assert_int_equal(hm_json_unescape(&b, lone, strlen(lone)), 0);
+    assert_memory_equal(b.data, "x\xef\xbf\xbdy", 5);
+    hm_buf_reset(&b);
+    const char *nul = "\\u0000";
+    assert_int_equal(hm_json_unescape(&b, nul, strlen(nul)), 0);
+    assert_int_equal(b.len, 1);
+    assert_int_equal(b.data[0], '\0');
+    const char *bad[] = {"\\x", "\\u12", "\\u12g4", "ab\\"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        hm_buf_reset(&b);
+        assert_int_equal(hm_json_unescape(&b, bad[i], strlen(bad[i])), -EINVAL);
+    }
+    hm_buf_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_appends_grow_the_buffer_and_keep_every_byte),
@@ -414,6 +438,7 @@ int main(void) {
         cmocka_unit_test(test_is_number_rejects_what_json_forbids),
         cmocka_unit_test(test_utf8_valid_accepts_ascii_and_every_sequence_length),
         cmocka_unit_test(test_utf8_valid_reports_offset_of_first_bad_sequence),
+        cmocka_unit_test(test_json_unescape_resolves_escapes_and_refuses_malformed_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

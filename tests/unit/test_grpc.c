@@ -128,9 +128,16 @@ static void test_split_path_accepts_package_service_method_only(void **state) {
 
 /* ---- himarictl's output ------------------------------------------------------ */
 
+static Himari__V1__Status__DetailsEntry g_detail = HIMARI__V1__STATUS__DETAILS_ENTRY__INIT;
+static Himari__V1__Status__DetailsEntry *g_details[] = {&g_detail};
+
 static Himari__V1__Status *sample_status(Himari__V1__Status *st, Himari__V1__PartitionStatus *p,
                                          Himari__V1__PartitionStatus **pp) {
     himari__v1__status__init(st);
+    g_detail.key = "backlog_rows";
+    g_detail.value = "1200";
+    st->n_details = 1;
+    st->details = g_details;
     st->service = "ingest-validator";
     st->instance_id = "iv-1";
     st->version = "0.1.0";
@@ -168,7 +175,8 @@ static void test_status_json_is_one_line_with_proto_names_and_unprefixed_enums(v
                 "\"transactions_committed\":7,\"transactions_aborted\":1,"
                 "\"last_error\":\"broker \\\"down\\\"\",\"partitions\":["
                 "{\"topic\":\"raw_market_data\",\"partition\":0,\"position\":100,\"lag\":5},"
-                "{\"topic\":\"raw_market_data\",\"partition\":1,\"position\":-1,\"lag\":-1}]}\n");
+                "{\"topic\":\"raw_market_data\",\"partition\":1,\"position\":-1,\"lag\":-1}],"
+                "\"details\":{\"backlog_rows\":\"1200\"}}\n");
     hm_buf_free(&b);
 }
 
@@ -185,6 +193,7 @@ static void test_status_block_names_every_field_and_tabulates_partitions(void **
     assert_non_null(strstr(b.data, "records in:     120\n"));
     assert_non_null(strstr(b.data, "transactions:   7 committed, 1 aborted\n"));
     assert_non_null(strstr(b.data, "last error:     broker \"down\"\n"));
+    assert_non_null(strstr(b.data, "backlog_rows:   1200\n"));
     assert_non_null(strstr(b.data, "  raw_market_data          0             100             5\n"));
     assert_non_null(strstr(b.data, "  raw_market_data          1               -             -\n"));
     hm_buf_reset(&b);

@@ -1055,11 +1055,27 @@ static void test_names_of_quality_fields(void **state) {
     assert_string_equal(hm_qfield_name(HM_QFIELD_COUNT_), "unknown");
 }
 
+static void test_issues_text_is_the_array_as_written(void **state) {
+    (void)state;
+    static const char rec[] =
+        "{\"symbol\":\"BTC/USDT\",\"exchange\":\"binance\",\"timestamp\":1700000000000,"
+        "\"price\":1.5,\"volume\":2,\"type\":\"trade\",\"quality_score\":0.9,"
+        "\"issues\":[\"PRICE_SPIKE\", \"LATE\"],\"issue_count\":2,"
+        "\"processed_at\":\"2026-12-01T00:00:00.000Z\",\"original_data\":{}}";
+    hm_quality q;
+    hm_decode_err err = {0};
+    assert_int_equal(hm_quality_decode(rec, sizeof(rec) - 1, &q, &err), 0);
+    static const char want[] = "[\"PRICE_SPIKE\", \"LATE\"]";
+    assert_int_equal(q.issues_text.len, sizeof(want) - 1);
+    assert_memory_equal(q.issues_text.p, want, sizeof(want) - 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_code_table_names_weights_and_holds),
         cmocka_unit_test(test_every_code_name_is_found_by_name_and_by_span),
         cmocka_unit_test(test_unknown_and_miscased_names_are_not_codes),
+        cmocka_unit_test(test_issues_text_is_the_array_as_written),
         cmocka_unit_test(test_trade_record_is_written_in_the_documented_format),
         cmocka_unit_test(test_parse_error_record_is_written_in_the_documented_format),
         cmocka_unit_test(test_trade_round_trips_every_field),

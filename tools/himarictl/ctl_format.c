@@ -66,6 +66,11 @@ static void status_human(hm_buf *out, const Himari__V1__Status *st) {
                   (unsigned long long)st->transactions_committed,
                   (unsigned long long)st->transactions_aborted);
     hm_buf_printf(out, "last error:     %s\n", or_dash(st->last_error));
+    for (size_t i = 0; i < st->n_details; i++) {
+        const char *k = st->details[i]->key ? st->details[i]->key : "";
+        int pad = 15 - (int)strlen(k);
+        hm_buf_printf(out, "%s:%*s%s\n", k, pad > 0 ? pad : 1, "", or_dash(st->details[i]->value));
+    }
     if (st->n_partitions == 0) {
         hm_buf_puts(out, "partitions:     none assigned\n");
         return;

@@ -92,6 +92,14 @@ void hm_json_fixed3(hm_buf *b, double v);
 bool hm_json_is_number(const char *s, size_t n);
 
 /**
+ * @brief Append the text of a JSON string's contents s[0..n) (between the quotes, as a
+ * decoder validated it) with its escapes resolved; a lone surrogate escape becomes U+FFFD.
+ * \u0000 yields a NUL byte: a caller whose sink cannot hold one checks for it.
+ * @return 0, or -EINVAL on a malformed escape (b then holds what came before it).
+ */
+int hm_json_unescape(hm_buf *b, const char *s, size_t n);
+
+/**
  * @brief Is s[0..n) valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)?
  * On failure *bad_at is the offset of the first bad byte (when not NULL).
  */

@@ -37,6 +37,14 @@ typedef enum hm_service_state {
 /** @brief "STARTING", "RUNNING", ... */
 const char *hm_service_state_name(hm_service_state s);
 
+#define HM_STATUS_DETAILS_MAX 16
+
+/** One of a service's own figures in Status.details ("backlog_rows" = "1200"). */
+typedef struct hm_status_detail {
+    const char *name; /* static */
+    char value[96];
+} hm_status_detail;
+
 /** What a service reports in Status beside what the server knows itself. */
 typedef struct hm_control_status {
     hm_service_state state;
@@ -46,7 +54,13 @@ typedef struct hm_control_status {
     uint64_t transactions_aborted;
     const char *last_error; /* "" when none; valid until the loop turns */
     hm_consumer *consumer;  /* positions and lag per partition; NULL: none */
+    hm_status_detail details[HM_STATUS_DETAILS_MAX];
+    size_t n_details;
 } hm_control_status;
+
+/** @brief Add a detail (printf-style value); ignored past HM_STATUS_DETAILS_MAX. */
+void hm_control_status_detail(hm_control_status *s, const char *name, const char *fmt, ...)
+    HM_PRINTF(3, 4);
 
 typedef struct hm_control_hooks {
     void (*status)(void *ud, hm_control_status *out);

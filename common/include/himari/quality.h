@@ -207,6 +207,8 @@ typedef struct hm_quality {
      * counted in unknown_codes and kept out of codes, not an error. */
     hm_qcodeset codes;
     uint32_t unknown_codes;
+    hm_span issues_text;     /* the array's JSON text, brackets included (field HM_F_OK or
+                                HM_F_INVALID), for readers that keep every name */
     int64_t issue_count;     /* as written (>= 0); not checked against issues */
     int64_t processed_at_ms; /* ms since the epoch */
     hm_span processed_at;    /* its text */
