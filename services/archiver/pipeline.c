@@ -1,0 +1,419 @@
+/*
+ * pipeline.c: the archiver in Kafka mode (pipeline.h): the stage framework's sink hooks
+ * over the PostgreSQL connection (pg.h).
+ *
+ *   quality_scores --process--> pending (COPY rows, rows.h)
+ *                   sink_flush: pending becomes the flushing batch, sent as one
+ *                   transaction: ensure partitions; COPY ar_stage; himari_apply_batch()
+ *                   committed --> hm_stage_sink_done(0): the batch's offsets are committed
+ *                   failed    --> hm_stage_sink_done(-EIO): the framework holds the input
+ *                                 and asks again after a back-off; the same batch is sent
+ *
+ * A record is in market_data (or market_data_rejects) before its offset is committed; a
+ * crash after the database committed and before the offsets were re-delivers the batch,
+ * and the unique source coordinates make that a no-op (candles included). Maintenance
+ * (partitions ahead, retention) runs between batches on the same connection.
+ */
+#include "pipeline.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "himari/log.h"
+#include "pg.h"
+#include "rows.h"
+
+#define MS_PER_DAY 86400000LL
+
+typedef struct ar_kafka {
+    hm_stage stage; /* first: the framework's part */
+    ar_config *cfg;
+    ar_pg *pg;
+    ar_rows batches[2];
+    ar_rows *pending;  /* records processed since the last sink_flush */
+    ar_rows *flushing; /* the batch sink_flush took; kept until it committed */
+    int64_t pending_oldest_ms, flushing_oldest_ms; /* Kafka timestamps; INT64_MAX: none */
+    bool flush_open;      /* sink_flush called, hm_stage_sink_done not yet */
+    bool flush_waiting;   /* ... and waiting for the maintenance query to end */
+    bool batch_in_flight; /* the flushing batch's query is in the connection */
+    bool maint_due, maint_in_flight;
+    uv_timer_t maint_timer;
+    bool timer_open;
+    hm_buf sql;
+    uint64_t flush_started_ns;
+    uint64_t batches_committed, batch_failures;
+    int64_t last_batch_rows;
+    char last_commit[32];
+    /* metrics */
+    hm_counter *inserted, *duplicates, *rejected;
+    hm_metric_family *rejects_f;
+    hm_histogram *batch_seconds, *commit_delay;
+    hm_gauge *postgres_up, *backlog_rows;
+} ar_kafka;
+
+static ar_kafka *of(hm_stage *st) {
+    return (ar_kafka *)st;
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+static ar_rows_limits limits_now(const ar_kafka *k) {
+    int64_t now_ms = hm_now_ms();
+    ar_rows_limits lim = {.min_ts_ms = INT64_MIN,
+                          .max_ts_ms = now_ms + k->cfg->max_future_s * 1000};
+    if (k->cfg->retention_days > 0)
+        lim.min_ts_ms = ((int64_t)ar_day_of_ms(now_ms) - k->cfg->retention_days) * MS_PER_DAY;
+    return lim;
+}
+
+static void ar_process(hm_stage *st, const hm_stage_record *rec) {
+    ar_kafka *k = of(st);
+    const rd_kafka_message_t *m = rec->msg;
+    ar_source src = {.topic = k->cfg->input_topic, .partition = m->partition, .offset = m->offset};
+    ar_rows_limits lim = limits_now(k);
+    ar_reject why = {0};
+    ar_rows_add(k->pending, &src, m->payload, m->len, &lim, &why);
+    if (why.reason) {
+        hm_counter_inc(hm_metrics_counter_child(k->rejects_f, why.reason));
+        hm_log_limited(HM_LOG_WARN, "record_rejected", 10, HM_LI("partition", m->partition),
+                       HM_LI("offset", m->offset), HM_LS("reason", why.reason),
+                       HM_LS("field", why.field ? why.field : ""), HM_LS("detail", why.detail));
+    }
+    if (rec->ingest_ms >= 0 && rec->ingest_ms < k->pending_oldest_ms)
+        k->pending_oldest_ms = rec->ingest_ms;
+}
+
+/* ---- the batch's transaction ---------------------------------------------------------- */
+
+static void flush_now(ar_kafka *k);
+static void maybe_maintain(ar_kafka *k);
+
+/* One simple query: one implicit transaction, one round trip plus the COPY data. */
+static void build_batch_sql(ar_kafka *k) {
+    const ar_rows *b = k->flushing;
+    hm_buf_reset(&k->sql);
+    if (b->n_days) {
+        hm_buf_puts(&k->sql, "SELECT himari_ensure_partitions('{");
+        for (size_t i = 0; i < b->n_days; i++) {
+            char day[11];
+            ar_day_format(b->days[i], day);
+            if (i) hm_buf_putc(&k->sql, ',');
+            hm_buf_puts(&k->sql, day);
+        }
+        hm_buf_puts(&k->sql, "}'::date[]);");
+    }
+    hm_buf_puts(&k->sql, "COPY ar_stage FROM STDIN;SELECT * FROM himari_apply_batch()");
+    hm_buf_putc(&k->sql, '\0');
+}
+
+static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *last, void *ud) {
+    HM_UNUSED(pg);
+    ar_kafka *k = ud;
+    k->batch_in_flight = false;
+    double secs = (double)(hm_mono_ns() - k->flush_started_ns) / 1e9;
+    if (!err && (!last || PQntuples(last) != 1 || PQnfields(last) != 3)) {
+        err = -EPROTO;
+        reason = "himari_apply_batch() returned no (inserted, duplicates, rejected) row";
+    }
+    if (err) {
+        k->batch_failures++;
+        k->flush_open = false;
+        hm_stage_sink_done(&k->stage, -EIO, reason ? reason : "postgres: batch failed");
+        maybe_maintain(k);
+        return;
+    }
+    uint64_t ins = strtoull(PQgetvalue(last, 0, 0), NULL, 10);
+    uint64_t dup = strtoull(PQgetvalue(last, 0, 1), NULL, 10);
+    uint64_t rej = strtoull(PQgetvalue(last, 0, 2), NULL, 10);
+    hm_counter_add(k->inserted, (double)ins);
+    hm_counter_add(k->duplicates, (double)dup);
+    hm_counter_add(k->rejected, (double)rej);
+    hm_histogram_observe(k->batch_seconds, secs);
+    int64_t now_ms = hm_now_ms();
+    if (k->flushing_oldest_ms != INT64_MAX)
+        hm_histogram_observe(k->commit_delay, (double)(now_ms - k->flushing_oldest_ms) / 1e3);
+    k->batches_committed++;
+    k->last_batch_rows = (int64_t)ar_rows_count(k->flushing);
+    hm_log_debug("batch_committed", HM_LI("rows", k->last_batch_rows), HM_LI("inserted", ins),
+                 HM_LI("duplicates", dup), HM_LI("rejected", rej), HM_LD("seconds", secs));
+    ar_rows_reset(k->flushing);
+    k->flushing_oldest_ms = INT64_MAX;
+    k->flush_open = false;
+    hm_stage_sink_done(&k->stage, 0, NULL);
+    maybe_maintain(k);
+}
+
+static void flush_now(ar_kafka *k) {
+    k->flush_waiting = false;
+    if (ar_rows_count(k->flushing) == 0) {
+        k->flush_open = false;
+        hm_stage_sink_done(&k->stage, 0, NULL);
+        return;
+    }
+    ar_pg_state s = ar_pg_get_state(k->pg);
+    if (s != AR_PG_READY) {
+        /* Down, connecting or migrating: the framework holds the input and retries. */
+        char why[600];
+        const char *e = ar_pg_last_error(k->pg);
+        snprintf(why, sizeof(why), "postgres %s%s%s", ar_pg_state_name(s), *e ? ": " : "", e);
+        k->batch_failures++;
+        k->flush_open = false;
+        hm_stage_sink_done(&k->stage, -EIO, why);
+        return;
+    }
+    build_batch_sql(k);
+    k->flush_started_ns = hm_mono_ns();
+    k->batch_in_flight = true;
+    if (ar_pg_query(k->pg, k->sql.data, k->flushing->copy.data, k->flushing->copy.len, on_batch,
+                    k) != 0) {
+        k->batch_in_flight = false;
+        k->batch_failures++;
+        k->flush_open = false;
+        hm_stage_sink_done(&k->stage, -EIO, "postgres: the batch could not be sent");
+    }
+}
+
+static void ar_sink_flush(hm_stage *st) {
+    ar_kafka *k = of(st);
+    k->flush_open = true;
+    if (ar_rows_count(k->flushing) == 0) {
+        /* A new flush (a retry keeps the batch it failed with: the same offsets). */
+        ar_rows *t = k->flushing;
+        k->flushing = k->pending;
+        k->pending = t;
+        k->flushing_oldest_ms = k->pending_oldest_ms;
+        k->pending_oldest_ms = INT64_MAX;
+    }
+    if (k->maint_in_flight) {
+        k->flush_waiting = true; /* on_maintained sends it */
+        return;
+    }
+    flush_now(k);
+}
+
+/* ---- maintenance: partitions ahead, retention ---------------------------------------- */
+
+static void on_maintained(ar_pg *pg, int err, const char *reason, const PGresult *last, void *ud) {
+    HM_UNUSED(pg);
+    ar_kafka *k = ud;
+    k->maint_in_flight = false;
+    if (err) {
+        hm_log_warn("maintenance_failed", HM_LS("error", reason ? reason : ""));
+        k->maint_due = true; /* again when the connection is back */
+    } else if (last && PQntuples(last) == 1 && atoll(PQgetvalue(last, 0, 0)) > 0) {
+        hm_log_info("partitions_dropped", HM_LS("count", PQgetvalue(last, 0, 0)),
+                    HM_LI("retention_days", k->cfg->retention_days));
+    }
+    if (k->flush_waiting) flush_now(k);
+}
+
+static void maybe_maintain(ar_kafka *k) {
+    if (!k->maint_due || k->flush_open || k->maint_in_flight ||
+        ar_pg_get_state(k->pg) != AR_PG_READY)
+        return;
+    char sql[600];
+    int64_t ahead = k->cfg->partitions_ahead_days;
+    int64_t keep = k->cfg->retention_days;
+    if (keep > 0) {
+        snprintf(sql, sizeof(sql),
+                 "SELECT himari_ensure_partitions(ARRAY(SELECT current_date + i FROM "
+                 "generate_series(0, %" PRId64 ") AS i));"
+                 "DELETE FROM market_data_days WHERE date < current_date - %" PRId64 ";"
+                 "SELECT count(*) FROM himari_drop_partitions_before(current_date - %" PRId64 ")",
+                 ahead, keep, keep);
+    } else {
+        snprintf(sql, sizeof(sql),
+                 "SELECT himari_ensure_partitions(ARRAY(SELECT current_date + i FROM "
+                 "generate_series(0, %" PRId64 ") AS i))",
+                 ahead);
+    }
+    k->maint_due = false;
+    k->maint_in_flight = true;
+    if (ar_pg_query(k->pg, sql, NULL, 0, on_maintained, k) != 0) {
+        k->maint_in_flight = false;
+        k->maint_due = true;
+    }
+}
+
+static void on_maint_timer(uv_timer_t *t) {
+    ar_kafka *k = t->data;
+    k->maint_due = true;
+    maybe_maintain(k);
+}
+
+static void on_pg_state(ar_pg *pg, ar_pg_state state, void *ud) {
+    HM_UNUSED(pg);
+    ar_kafka *k = ud;
+    hm_gauge_set(k->postgres_up, state == AR_PG_READY || state == AR_PG_BUSY ? 1 : 0);
+    if (state == AR_PG_READY) maybe_maintain(k);
+}
+
+/* ---- the other hooks ----------------------------------------------------------------- */
+
+static void ar_drop_state(hm_stage *st, const int32_t *partitions, size_t n) {
+    HM_UNUSED(partitions);
+    HM_UNUSED(n);
+    /* Called with every partition we own, once nothing is in flight: what was not
+     * committed is read again by the partitions' next owner. */
+    ar_kafka *k = of(st);
+    ar_rows_reset(k->pending);
+    k->pending_oldest_ms = INT64_MAX;
+    if (!k->batch_in_flight) {
+        ar_rows_reset(k->flushing);
+        k->flushing_oldest_ms = INT64_MAX;
+    }
+}
+
+static void collect(hm_metrics *m, void *ud) {
+    HM_UNUSED(m);
+    ar_kafka *k = ud;
+    hm_gauge_set(k->backlog_rows, (double)(ar_rows_count(k->pending) + ar_rows_count(k->flushing)));
+}
+
+static void ar_closing(hm_stage *st) {
+    ar_kafka *k = of(st);
+    if (k->timer_open) {
+        uv_close((uv_handle_t *)&k->maint_timer, NULL);
+        k->timer_open = false;
+    }
+    if (k->pg) {
+        ar_pg_close(k->pg);
+        k->pg = NULL;
+    }
+}
+
+static void ar_destroy(hm_stage *st) {
+    ar_kafka *k = of(st);
+    if (st->svc->metrics) hm_metrics_remove_collect(st->svc->metrics, collect, k);
+    ar_rows_free(&k->batches[0]);
+    ar_rows_free(&k->batches[1]);
+    hm_buf_free(&k->sql);
+}
+
+static const hm_stage_ops k_ops = {
+    .process = ar_process,
+    .drop_state = ar_drop_state,
+    .sink_flush = ar_sink_flush,
+    .closing = ar_closing,
+    .destroy = ar_destroy,
+};
+
+/* ---- status, readiness ---------------------------------------------------------------- */
+
+static void status(void *ud, hm_control_status *out) {
+    ar_kafka *k = ud;
+    hm_stage_control_hooks.status(ud, out);
+    ar_pg_state s = k->pg ? ar_pg_get_state(k->pg) : AR_PG_CLOSED;
+    hm_control_status_detail(out, "postgres", "%s", ar_pg_state_name(s));
+    hm_control_status_detail(out, "storage", "%s", k->pg ? ar_pg_storage(k->pg) : "");
+    hm_control_status_detail(out, "backlog_rows", "%" PRIu64,
+                             ar_rows_count(k->pending) + ar_rows_count(k->flushing));
+    hm_control_status_detail(out, "pending_rows", "%" PRIu64, ar_rows_count(k->pending));
+    hm_control_status_detail(out, "flushing_rows", "%" PRIu64, ar_rows_count(k->flushing));
+    hm_control_status_detail(out, "batches_committed", "%" PRIu64, k->batches_committed);
+    hm_control_status_detail(out, "batch_failures", "%" PRIu64, k->batch_failures);
+    hm_control_status_detail(out, "last_batch_rows", "%" PRId64, k->last_batch_rows);
+    if (k->pg && *ar_pg_last_error(k->pg))
+        hm_control_status_detail(out, "postgres_error", "%s", ar_pg_last_error(k->pg));
+}
+
+static void pause_hook(void *ud) {
+    hm_stage_control_hooks.pause(ud);
+}
+static void resume_hook(void *ud) {
+    hm_stage_control_hooks.resume(ud);
+}
+static void drain_hook(void *ud, void (*done)(void *arg, uint64_t records), void *arg) {
+    hm_stage_control_hooks.drain(ud, done, arg);
+}
+
+const hm_control_hooks ar_pipeline_control_hooks = {
+    .status = status,
+    .pause = pause_hook,
+    .resume = resume_hook,
+    .drain = drain_hook,
+};
+
+static bool ready(void *ud, char *reason, size_t size) {
+    ar_kafka *k = ud;
+    ar_pg_state s = k->pg ? ar_pg_get_state(k->pg) : AR_PG_CLOSED;
+    if (s != AR_PG_READY && s != AR_PG_BUSY) {
+        snprintf(reason, size, "postgres %s: %s", ar_pg_state_name(s),
+                 k->pg ? ar_pg_last_error(k->pg) : "closed");
+        return false;
+    }
+    return hm_stage_ready(ud, reason, size);
+}
+
+/* ---- start ------------------------------------------------------------------------- */
+
+static void register_metrics(ar_kafka *k, hm_metrics *m) {
+    hm_metric_family *rows = hm_metrics_counter(
+        m, "himari_archiver_rows_total",
+        "Rows committed to PostgreSQL by result: inserted (new in market_data), duplicate "
+        "(already there: a redelivery), rejected (new in market_data_rejects).",
+        "result");
+    k->inserted = hm_metrics_counter_child(rows, "inserted");
+    k->duplicates = hm_metrics_counter_child(rows, "duplicate");
+    k->rejected = hm_metrics_counter_child(rows, "rejected");
+    k->rejects_f = hm_metrics_counter(
+        m, "himari_archiver_rejects_total",
+        "Records market_data cannot take, by reason (counted when read; a redelivered one "
+        "counts again).",
+        "reason");
+    static const double k_secs[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    k->batch_seconds = hm_metrics_histogram_child(
+        hm_metrics_histogram(m, "himari_archiver_batch_seconds",
+                             "Time from sending a batch to PostgreSQL to its commit.", NULL, k_secs,
+                             HM_ARRAY_LEN(k_secs)));
+    static const double k_delay[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300};
+    k->commit_delay = hm_metrics_histogram_child(hm_metrics_histogram(
+        m, "himari_archiver_commit_delay_seconds",
+        "Per batch: from the Kafka timestamp of its oldest record to its commit (the worst "
+        "delay until a row is queryable).",
+        NULL, k_delay, HM_ARRAY_LEN(k_delay)));
+    k->postgres_up = hm_metrics_gauge_child(hm_metrics_gauge(
+        m, "himari_archiver_postgres_up", "1 when the PostgreSQL connection is usable.", NULL));
+    k->backlog_rows = hm_metrics_gauge_child(
+        hm_metrics_gauge(m, "himari_archiver_backlog_rows",
+                         "Rows read from Kafka and not yet committed to PostgreSQL.", NULL));
+    hm_metrics_on_collect(m, collect, k);
+}
+
+int ar_pipeline_start(hm_service *svc, ar_config *cfg, hm_stage **out, hm_err *err) {
+    hm_stage_opts o = {.shape = HM_STAGE_SINK,
+                       .input_topic = cfg->input_topic,
+                       .group_id = cfg->group_id,
+                       .metrics_prefix = "himari_archiver",
+                       .commit_interval_ms = cfg->batch_interval_ms,
+                       .commit_max_records = cfg->batch_max_rows};
+    hm_stage *st = hm_stage_new(svc, &o, &k_ops, sizeof(ar_kafka), err);
+    *out = st;
+    if (!st) return -EINVAL;
+    ar_kafka *k = of(st);
+    k->cfg = cfg;
+    k->pending = &k->batches[0];
+    k->flushing = &k->batches[1];
+    k->pending_oldest_ms = k->flushing_oldest_ms = INT64_MAX;
+    register_metrics(k, svc->metrics);
+    ar_pg_opts po = {.cfg = &cfg->pg, .on_state = on_pg_state, .ud = k};
+    k->pg = ar_pg_new(svc->loop, &po);
+    k->maint_due = true;
+    uv_timer_init(svc->loop, &k->maint_timer);
+    k->maint_timer.data = k;
+    uint64_t every_ms = (uint64_t)cfg->maintenance_interval_s * 1000u;
+    uv_timer_start(&k->maint_timer, on_maint_timer, every_ms, every_ms);
+    k->timer_open = true;
+    int rc = hm_stage_start(st, err);
+    if (rc != 0) {
+        ar_closing(st); /* the loop must run out: close what was opened here */
+        return rc;
+    }
+    hm_service_set_ready(svc, ready, k);
+    hm_log_info("pipeline_started", HM_LS("input", cfg->input_topic), HM_LS("group", cfg->group_id),
+                HM_LS("postgres", cfg->pg.host), HM_LI("batch_max_rows", cfg->batch_max_rows),
+                HM_LI("batch_interval_ms", cfg->batch_interval_ms));
+    return 0;
+}
