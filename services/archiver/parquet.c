@@ -509,7 +509,7 @@ static void add_value(ar_pq_writer *w, pq_col *c, const void *p, size_t n) {
 }
 
 int ar_pq_put_int64(ar_pq_writer *w, size_t col, int64_t v) {
-    pq_col *c;
+    pq_col *c = NULL;
     int rc = put_check(w, col, AR_PQ_INT64, AR_PQ_TIMESTAMP_US, &c);
     if (rc) return rc;
     uint8_t le[8];
@@ -521,7 +521,7 @@ int ar_pq_put_int64(ar_pq_writer *w, size_t col, int64_t v) {
 }
 
 int ar_pq_put_int32(ar_pq_writer *w, size_t col, int32_t v) {
-    pq_col *c;
+    pq_col *c = NULL;
     int rc = put_check(w, col, AR_PQ_INT32, AR_PQ_INT32, &c);
     if (rc) return rc;
     uint8_t le[4];
@@ -534,7 +534,7 @@ int ar_pq_put_int32(ar_pq_writer *w, size_t col, int32_t v) {
 
 /* Floats are stored in host byte order: the writer assumes a little-endian host. */
 int ar_pq_put_float(ar_pq_writer *w, size_t col, float v) {
-    pq_col *c;
+    pq_col *c = NULL;
     int rc = put_check(w, col, AR_PQ_FLOAT, AR_PQ_FLOAT, &c);
     if (rc) return rc;
     if (v == v) STATS_UPDATE(c, f, v); /* NaN has no place in min/max */
@@ -543,7 +543,7 @@ int ar_pq_put_float(ar_pq_writer *w, size_t col, float v) {
 }
 
 int ar_pq_put_double(ar_pq_writer *w, size_t col, double v) {
-    pq_col *c;
+    pq_col *c = NULL;
     int rc = put_check(w, col, AR_PQ_DOUBLE, AR_PQ_DOUBLE, &c);
     if (rc) return rc;
     if (v == v) STATS_UPDATE(c, d, v);
@@ -552,7 +552,7 @@ int ar_pq_put_double(ar_pq_writer *w, size_t col, double v) {
 }
 
 int ar_pq_put_string(ar_pq_writer *w, size_t col, const char *s, size_t len) {
-    pq_col *c;
+    pq_col *c = NULL;
     int rc = put_check(w, col, AR_PQ_STRING, AR_PQ_STRING, &c);
     if (rc) return rc;
     if (len > PQ_MAX_STRING)

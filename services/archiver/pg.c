@@ -102,8 +102,9 @@ static void watch(ar_pg *pg, int events) {
 
 static void set_error(ar_pg *pg, const char *what, const char *msg) {
     char clean[400];
-    snprintf(clean, sizeof(clean), "%s", msg ? msg : "");
-    size_t n = strlen(clean);
+    size_t n = msg ? strnlen(msg, sizeof(clean) - 1) : 0;
+    memcpy(clean, msg ? msg : "", n);
+    clean[n] = '\0';
     while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
         clean[--n] = '\0';
     snprintf(pg->last_error, sizeof(pg->last_error), "postgresql %s:%lld: %s: %s", pg->o.cfg->host,
