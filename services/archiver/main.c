@@ -75,7 +75,9 @@ static int start(hm_service *svc, void *cfg, void **ctx, hm_control_hooks *hooks
     hm_stage *st = NULL;
     int rc = ar_pipeline_start(svc, cfg, &st, err);
     *ctx = st;
-    *hooks = ar_pipeline_control_hooks;
+    *hooks = hm_stage_control_hooks;
+    hooks->status = ar_pipeline_status;
+    hooks->reconfigure = ar_pipeline_reconfigure;
     return rc;
 }
 

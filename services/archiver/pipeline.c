@@ -90,6 +90,13 @@ static void ar_process(hm_stage *st, const hm_stage_record *rec) {
 static void flush_now(ar_kafka *k);
 static void maybe_maintain(ar_kafka *k);
 
+/* The flush asked for by sink_flush ends: err 0 committed, else it is asked again. */
+static void flush_done(ar_kafka *k, int err, const char *reason) {
+    if (err) k->batch_failures++;
+    k->flush_open = false;
+    hm_stage_sink_done(&k->stage, err, reason);
+}
+
 /* One simple query: one implicit transaction, one round trip plus the COPY data. */
 static void build_batch_sql(ar_kafka *k) {
     const ar_rows *b = k->flushing;
@@ -118,9 +125,7 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
         reason = "himari_apply_batch() returned no (inserted, duplicates, rejected) row";
     }
     if (err) {
-        k->batch_failures++;
-        k->flush_open = false;
-        hm_stage_sink_done(&k->stage, -EIO, reason ? reason : "postgres: batch failed");
+        flush_done(k, -EIO, reason ? reason : "postgres: batch failed");
         maybe_maintain(k);
         return;
     }
@@ -140,16 +145,14 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
                  HM_LI("duplicates", dup), HM_LI("rejected", rej), HM_LD("seconds", secs));
     ar_rows_reset(k->flushing);
     k->flushing_oldest_ms = INT64_MAX;
-    k->flush_open = false;
-    hm_stage_sink_done(&k->stage, 0, NULL);
+    flush_done(k, 0, NULL);
     maybe_maintain(k);
 }
 
 static void flush_now(ar_kafka *k) {
     k->flush_waiting = false;
     if (ar_rows_count(k->flushing) == 0) {
-        k->flush_open = false;
-        hm_stage_sink_done(&k->stage, 0, NULL);
+        flush_done(k, 0, NULL);
         return;
     }
     ar_pg_state s = ar_pg_get_state(k->pg);
@@ -158,9 +161,7 @@ static void flush_now(ar_kafka *k) {
         char why[600];
         const char *e = ar_pg_last_error(k->pg);
         snprintf(why, sizeof(why), "postgres %s%s%s", ar_pg_state_name(s), *e ? ": " : "", e);
-        k->batch_failures++;
-        k->flush_open = false;
-        hm_stage_sink_done(&k->stage, -EIO, why);
+        flush_done(k, -EIO, why);
         return;
     }
     build_batch_sql(k);
@@ -169,9 +170,7 @@ static void flush_now(ar_kafka *k) {
     if (ar_pg_query(k->pg, k->sql.data, k->flushing->copy.data, k->flushing->copy.len, on_batch,
                     k) != 0) {
         k->batch_in_flight = false;
-        k->batch_failures++;
-        k->flush_open = false;
-        hm_stage_sink_done(&k->stage, -EIO, "postgres: the batch could not be sent");
+        flush_done(k, -EIO, "postgres: the batch could not be sent");
     }
 }
 
@@ -202,7 +201,8 @@ static void on_maintained(ar_pg *pg, int err, const char *reason, const PGresult
     if (err) {
         hm_log_warn("maintenance_failed", HM_LS("error", reason ? reason : ""));
         k->maint_due = true; /* again when the connection is back */
-    } else if (last && PQntuples(last) == 1 && atoll(PQgetvalue(last, 0, 0)) > 0) {
+    } else if (k->cfg->retention_days > 0 && last && PQntuples(last) == 1 &&
+               atoll(PQgetvalue(last, 0, 0)) > 0) { /* the last result: partitions dropped */
         hm_log_info("partitions_dropped", HM_LS("count", PQgetvalue(last, 0, 0)),
                     HM_LI("retention_days", k->cfg->retention_days));
     }
@@ -213,22 +213,17 @@ static void maybe_maintain(ar_kafka *k) {
     if (!k->maint_due || k->flush_open || k->maint_in_flight ||
         ar_pg_get_state(k->pg) != AR_PG_READY)
         return;
-    char sql[600];
-    int64_t ahead = k->cfg->partitions_ahead_days;
+    char sql[400];
     int64_t keep = k->cfg->retention_days;
-    if (keep > 0) {
-        snprintf(sql, sizeof(sql),
-                 "SELECT himari_ensure_partitions(ARRAY(SELECT current_date + i FROM "
-                 "generate_series(0, %" PRId64 ") AS i));"
-                 "DELETE FROM market_data_days WHERE date < current_date - %" PRId64 ";"
-                 "SELECT count(*) FROM himari_drop_partitions_before(current_date - %" PRId64 ")",
-                 ahead, keep, keep);
-    } else {
-        snprintf(sql, sizeof(sql),
-                 "SELECT himari_ensure_partitions(ARRAY(SELECT current_date + i FROM "
-                 "generate_series(0, %" PRId64 ") AS i))",
-                 ahead);
-    }
+    int n = snprintf(sql, sizeof(sql),
+                     "SELECT himari_ensure_partitions(ARRAY(SELECT current_date + i FROM "
+                     "generate_series(0, %" PRId64 ") AS i))",
+                     k->cfg->partitions_ahead_days);
+    if (keep > 0)
+        snprintf(sql + n, sizeof(sql) - (size_t)n,
+                 ";DELETE FROM market_data_days WHERE date < current_date - %" PRId64
+                 ";SELECT count(*) FROM himari_drop_partitions_before(current_date - %" PRId64 ")",
+                 keep, keep);
     k->maint_due = false;
     k->maint_in_flight = true;
     if (ar_pg_query(k->pg, sql, NULL, 0, on_maintained, k) != 0) {
@@ -302,7 +297,7 @@ static const hm_stage_ops k_ops = {
 
 /* ---- status, readiness ---------------------------------------------------------------- */
 
-static void status(void *ud, hm_control_status *out) {
+void ar_pipeline_status(void *ud, hm_control_status *out) {
     ar_kafka *k = ud;
     hm_stage_control_hooks.status(ud, out);
     ar_pg_state s = k->pg ? ar_pg_get_state(k->pg) : AR_PG_CLOSED;
@@ -319,23 +314,6 @@ static void status(void *ud, hm_control_status *out) {
         hm_control_status_detail(out, "postgres_error", "%s", ar_pg_last_error(k->pg));
 }
 
-static void pause_hook(void *ud) {
-    hm_stage_control_hooks.pause(ud);
-}
-static void resume_hook(void *ud) {
-    hm_stage_control_hooks.resume(ud);
-}
-static void drain_hook(void *ud, void (*done)(void *arg, uint64_t records), void *arg) {
-    hm_stage_control_hooks.drain(ud, done, arg);
-}
-
-const hm_control_hooks ar_pipeline_control_hooks = {
-    .status = status,
-    .pause = pause_hook,
-    .resume = resume_hook,
-    .drain = drain_hook,
-};
-
 static bool ready(void *ud, char *reason, size_t size) {
     ar_kafka *k = ud;
     ar_pg_state s = k->pg ? ar_pg_get_state(k->pg) : AR_PG_CLOSED;
@@ -345,6 +323,14 @@ static bool ready(void *ud, char *reason, size_t size) {
         return false;
     }
     return hm_stage_ready(ud, reason, size);
+}
+
+void ar_pipeline_reconfigure(void *ud) {
+    ar_kafka *k = ud;
+    hm_stage_set_commit_policy(&k->stage, k->cfg->batch_interval_ms, k->cfg->batch_max_rows);
+    uint64_t every_ms = (uint64_t)k->cfg->maintenance_interval_s * 1000u;
+    uv_timer_start(&k->maint_timer, on_maint_timer, every_ms, every_ms);
+    /* retention_days, partitions_ahead_days and max_future_s are read where they are used. */
 }
 
 /* ---- start ------------------------------------------------------------------------- */

@@ -13,7 +13,9 @@
 /** @brief Create and start the stage; *out is set even on error (free it with the stage). */
 int ar_pipeline_start(hm_service *svc, ar_config *cfg, hm_stage **out, hm_err *err) HM_MUST_CHECK;
 
-/** The control hooks: the stage's, with the archiver's backlog in Status.details. */
-extern const hm_control_hooks ar_pipeline_control_hooks;
+/** ControlService status: the stage's, with the archiver's backlog in Status.details. */
+void ar_pipeline_status(void *ud, hm_control_status *out);
+/** ControlService reload: apply the reloadable archiver.* keys. */
+void ar_pipeline_reconfigure(void *ud);
 
 #endif
