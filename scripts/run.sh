@@ -74,6 +74,8 @@ start_service() {
 		HIMARI_GRPC_PORT="$(grpc_port "$name")" \
 		HIMARI_GRPC_TOKEN_FILE="$TOKEN_FILE" \
 		HIMARI_REDIS_PASSWORD_FILE="$HIMARI_RUN_DIR/secrets/redis_password" \
+		HIMARI_POSTGRES_PORT="$HIMARI_PG_PORT" \
+		HIMARI_POSTGRES_PASSWORD_FILE="$HIMARI_RUN_DIR/secrets/postgres_password" \
 		HIMARI_SERVICE_INSTANCE_ID="$name-dev" \
 		nohup "build/bin/$name" --config "config/$name.example.yaml" \
 		>>"$LOG_DIR/$name.log" 2>&1 &
@@ -160,6 +162,8 @@ Look at it:
   $HIMARI_VENV/bin/python scripts/tail.py --bootstrap $HIMARI_KAFKA_BOOTSTRAP quality_scores
   $HIMARI_VENV/bin/python scripts/tail.py --bootstrap $HIMARI_KAFKA_BOOTSTRAP features_computed
   build/bin/himarictl --target 127.0.0.1:$(grpc_port feature-engine) features BTC/USDT
+  PGPASSWORD="\$(cat $HIMARI_RUN_DIR/secrets/postgres_password)" psql -h 127.0.0.1 -p $HIMARI_PG_PORT -U himari himari_analytics \\
+    -c "SELECT bucket, symbol, exchange, open, high, low, close, trade_count FROM ohlcv_5min ORDER BY bucket DESC LIMIT 10"
   make status
 Stop everything with: make stop
 EOF
