@@ -16,11 +16,11 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: help deps build build-asan run stop status test unit format format-check bench topics clean
+.PHONY: help deps build build-asan run stop status export-day test unit format format-check bench topics clean
 
 help:
 	@echo "make run | make stop | make test   (see README.md)"
-	@echo "other targets: deps build build-asan unit format format-check bench status clean"
+	@echo "other targets: deps build build-asan unit format format-check bench status export-day clean"
 
 deps:
 	@scripts/deps.sh
@@ -49,6 +49,10 @@ stop:
 
 status:
 	@scripts/run.sh status
+
+# The cold archive of one day now (DATE=YYYY-MM-DD, default today UTC), into make run's S3.
+export-day:
+	@scripts/run.sh export-day $(DATE)
 
 test:
 	@scripts/test.sh

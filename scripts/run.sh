@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # scripts/run.sh - `make run` / `make stop` / `make status`: the local system in one command.
 #
-#   start   install what is missing, build, start Kafka + Redis + PostgreSQL on loopback
+#   start   install what is missing, build, start Kafka + Redis + PostgreSQL + S3 (versitygw) on loopback
 #           (dev profile ports), create the topics, start every service that exists and
 #           the simulated market feed, wait until they are ready, print where to look
 #   stop    stop the feed, the services (SIGTERM: they commit and leave cleanly) and the
 #           servers; leaves no process behind
 #   status  what is running
+#   export-day [DATE]  the archiver's Parquet files of DATE (default today, UTC) into S3 now
 #
 # Environment: HIMARI_SIM_RATE (records/s, default 2000), HIMARI_SIM_ANOMALY_RATE (default
 # 0.01), HIMARI_PORT_BASE (default 19000) and everything scripts/env.sh documents.
@@ -61,6 +62,26 @@ services_present() {
 
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# service_env NAME - the environment (VAR=value lines) a service of `make run` gets: the
+# stack's ports and generated secrets over its config/NAME.example.yaml.
+service_env() {
+	local name="$1"
+	printf '%s\n' \
+		"HIMARI_KAFKA_BOOTSTRAP_SERVERS=$HIMARI_KAFKA_BOOTSTRAP" \
+		"HIMARI_ADMIN_PORT=$(admin_port "$name")" \
+		"HIMARI_GRPC_PORT=$(grpc_port "$name")" \
+		"HIMARI_GRPC_TOKEN_FILE=$TOKEN_FILE" \
+		"HIMARI_REDIS_PASSWORD_FILE=$HIMARI_RUN_DIR/secrets/redis_password" \
+		"HIMARI_POSTGRES_PORT=$HIMARI_PG_PORT" \
+		"HIMARI_POSTGRES_PASSWORD_FILE=$HIMARI_RUN_DIR/secrets/postgres_password" \
+		"HIMARI_S3_ENDPOINT=http://127.0.0.1:$HIMARI_S3_PORT" \
+		"HIMARI_S3_BUCKET=$HIMARI_S3_BUCKET" \
+		"HIMARI_S3_ACCESS_KEY_FILE=$HIMARI_RUN_DIR/secrets/s3_access_key" \
+		"HIMARI_S3_SECRET_KEY_FILE=$HIMARI_RUN_DIR/secrets/s3_secret_key" \
+		"HIMARI_ARCHIVE_DIRECTORY=$HIMARI_RUN_DIR/archive" \
+		"HIMARI_SERVICE_INSTANCE_ID=$name-dev"
+}
+
 start_service() {
 	local name="$1" port
 	port="$(admin_port "$name")"
@@ -69,15 +90,9 @@ start_service() {
 		return
 	fi
 	hm_say "starting $name (admin http://127.0.0.1:$port, gRPC 127.0.0.1:$(grpc_port "$name"), log $LOG_DIR/$name.log)"
-	HIMARI_KAFKA_BOOTSTRAP_SERVERS="$HIMARI_KAFKA_BOOTSTRAP" \
-		HIMARI_ADMIN_PORT="$port" \
-		HIMARI_GRPC_PORT="$(grpc_port "$name")" \
-		HIMARI_GRPC_TOKEN_FILE="$TOKEN_FILE" \
-		HIMARI_REDIS_PASSWORD_FILE="$HIMARI_RUN_DIR/secrets/redis_password" \
-		HIMARI_POSTGRES_PORT="$HIMARI_PG_PORT" \
-		HIMARI_POSTGRES_PASSWORD_FILE="$HIMARI_RUN_DIR/secrets/postgres_password" \
-		HIMARI_SERVICE_INSTANCE_ID="$name-dev" \
-		nohup "build/bin/$name" --config "config/$name.example.yaml" \
+	local envs
+	mapfile -t envs < <(service_env "$name")
+	env "${envs[@]}" nohup "build/bin/$name" --config "config/$name.example.yaml" \
 		>>"$LOG_DIR/$name.log" 2>&1 &
 	echo $! >"$SERVICES_DIR/$name.pid"
 }
@@ -136,7 +151,7 @@ cmd_start() {
 	make --no-print-directory build
 	mkdir -p "$SERVICES_DIR" "$LOG_DIR"
 	ensure_token
-	scripts/stack.sh start kafka redis postgres
+	scripts/stack.sh start kafka redis postgres s3
 	build/bin/himari-topics --bootstrap "$HIMARI_KAFKA_BOOTSTRAP" ensure
 	local name
 	for name in $(services_present); do start_service "$name"; done
@@ -147,6 +162,7 @@ cmd_start() {
 HIMARI is running (profile $HIMARI_PROFILE, files under $HIMARI_RUN_DIR):
   Kafka       $HIMARI_KAFKA_BOOTSTRAP   (topics: build/bin/himari-topics --bootstrap $HIMARI_KAFKA_BOOTSTRAP list)
   Redis       127.0.0.1:$HIMARI_REDIS_PORT   PostgreSQL 127.0.0.1:$HIMARI_PG_PORT (database himari_analytics)
+  S3          http://127.0.0.1:$HIMARI_S3_PORT (versitygw, bucket $HIMARI_S3_BUCKET: the cold archive, a file per closed day and exchange)
   feed        build/bin/himari-sim -> raw_market_data at $SIM_RATE records/s (log $LOG_DIR/himari-sim.log)
 EOF
 	for name in $(services_present); do
@@ -164,6 +180,8 @@ Look at it:
   build/bin/himarictl --target 127.0.0.1:$(grpc_port feature-engine) features BTC/USDT
   PGPASSWORD="\$(cat $HIMARI_RUN_DIR/secrets/postgres_password)" psql -h 127.0.0.1 -p $HIMARI_PG_PORT -U himari himari_analytics \\
     -c "SELECT bucket, symbol, exchange, open, high, low, close, trade_count FROM ohlcv_5min ORDER BY bucket DESC LIMIT 10"
+  HIMARI_RUN_DIR=$HIMARI_RUN_DIR HIMARI_S3_PORT=$HIMARI_S3_PORT HIMARI_S3_BUCKET=$HIMARI_S3_BUCKET build/bin/himari-s3 ls market_data/
+    (the archive: a day's files come 15 min after it ends, UTC; today's now: make export-day)
   make status
 Stop everything with: make stop
 EOF
@@ -175,6 +193,15 @@ cmd_stop() {
 	for name in $(services_present | tac); do stop_pid "$name"; done
 	scripts/stack.sh stop
 	hm_say "stopped; nothing of profile $HIMARI_PROFILE is running"
+}
+
+# export-day [DATE] - write DATE's (default: today, UTC) archive files now, with the
+# running archiver's settings (the day need not be closed: a later export replaces them).
+cmd_export_day() {
+	local day="${1:-$(date -u +%F)}" envs
+	mapfile -t envs < <(service_env archiver)
+	env "${envs[@]}" build/bin/archiver --config config/archiver.example.yaml --export-day "$day"
+	hm_say "list the archive: HIMARI_RUN_DIR=$HIMARI_RUN_DIR HIMARI_S3_PORT=$HIMARI_S3_PORT HIMARI_S3_BUCKET=$HIMARI_S3_BUCKET build/bin/himari-s3 ls market_data/"
 }
 
 cmd_status() {
@@ -193,8 +220,9 @@ case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
+export-day) cmd_export_day "${2:-}" ;;
 *)
-	printf 'usage: %s start|stop|status\n' "$0" >&2
+	printf 'usage: %s start|stop|status|export-day [YYYY-MM-DD]\n' "$0" >&2
 	exit 2
 	;;
 esac

@@ -134,8 +134,8 @@ static int validate(void *cfg, const char *path, hm_err *err) {
     }
     ar_pq_codec codec;
     if (ar_pq_codec_parse(c->archive_codec ? c->archive_codec : "", &codec) != 0) {
-        return hm_err_set(err, -EINVAL, "%s: archive.codec: '%s' is not zstd, snappy or none",
-                          file, c->archive_codec ? c->archive_codec : "");
+        return hm_err_set(err, -EINVAL, "%s: archive.codec: '%s' is not zstd, snappy or none", file,
+                          c->archive_codec ? c->archive_codec : "");
     }
     if (c->s3.endpoint && *c->s3.endpoint) {
         if (strncmp(c->s3.endpoint, "http://", 7) != 0 &&

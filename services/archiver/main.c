@@ -4,14 +4,19 @@
  *   quality_scores --> [pipeline: COPY batches, offsets committed after the database]
  *                        --> market_data, market_data_rejects, ohlcv_5min, ohlcv_1hour
  *
- * Offline: --migrate brings the database to the binary's schema and exits. This file is
- * the service's descriptor and the offline mode. (The daily Parquet archive is not built
- * yet: docs/ARCHIVER.md.)
+ *   closed days --> [exporter: worker thread] --> Parquet per (date, exchange) --> S3 | dir
+ *
+ * Offline: --migrate brings the database to the binary's schema and exits; --export-day
+ * DATE [--exchange X] writes that day's files now (a day still open included) and exits.
+ * This file is the service's descriptor and the offline modes.
  */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "export.h"
 #include "himari/log.h"
 #include "himari/service.h"
 #include "pg.h"
@@ -19,17 +24,38 @@
 
 typedef struct ar_offline {
     bool migrate;
+    const char *export_day; /* YYYY-MM-DD */
+    const char *exchange;   /* NULL: every exchange of the day */
 } ar_offline;
 
+enum { OPT_MIGRATE, OPT_EXPORT_DAY, OPT_EXCHANGE };
 static const hm_service_option k_options[] = {
-    {"migrate", NULL, "apply the sql/ migrations this binary holds to postgres.* and exit", true},
+    [OPT_MIGRATE] = {"migrate", NULL,
+                     "apply the sql/ migrations this binary holds to postgres.* and exit", true},
+    [OPT_EXPORT_DAY] = {"export-day", "DATE",
+                        "write the Parquet files of DATE (YYYY-MM-DD, UTC) to the archive now "
+                        "and exit",
+                        true},
+    [OPT_EXCHANGE] = {"exchange", "NAME", "with --export-day: only this exchange's file", false},
 };
 
 static int on_option(void *opts, size_t index, const char *arg) {
-    HM_UNUSED(index);
-    HM_UNUSED(arg);
-    ((ar_offline *)opts)->migrate = true;
-    return 0;
+    ar_offline *o = opts;
+    switch (index) {
+        case OPT_MIGRATE:
+            o->migrate = true;
+            return 0;
+        case OPT_EXPORT_DAY:
+            if (!ar_export_date_valid(arg)) {
+                fprintf(stderr, "archiver: --export-day: '%s' is not a date (YYYY-MM-DD)\n", arg);
+                return -1;
+            }
+            o->export_day = arg;
+            return 0;
+        default:
+            o->exchange = arg;
+            return 0;
+    }
 }
 
 /* ---- --migrate: the service's own connection code, without the service ------------- */
@@ -64,9 +90,87 @@ static int run_migrate(const ar_config *cfg) {
     return r.status;
 }
 
+/* ---- --export-day: the exporter's code, on this thread, with progress on stdout ------ */
+
+static int export_days(const ar_export_settings *s, PGconn **c, const ar_export_day *days,
+                       size_t n) {
+    ar_s3 *s3 = NULL;
+    char err[512];
+    int failed = 0;
+    if (ar_export_uses_s3(s) && (ar_s3_open(&s3, &s->s3, err, sizeof(err)) != 0 ||
+                                 ar_s3_ensure_bucket(s3, err, sizeof(err)) != 0)) {
+        fprintf(stderr, "export: s3 %s bucket %s: %s\n", s->s3.endpoint, s->s3.bucket, err);
+        ar_s3_close(s3);
+        return 1;
+    }
+    ar_export_ctl ctl;
+    atomic_init(&ctl.cancel, false);
+    atomic_init(&ctl.rows_done, 0);
+    for (size_t i = 0; i < n; i++) {
+        printf("export: %s %s ...\n", days[i].date, days[i].exchange);
+        fflush(stdout);
+        ar_export_result r;
+        if (ar_export_one(*c, s, s3, &days[i], &ctl, &r, err, sizeof(err)) != 0) {
+            fprintf(stderr, "export: %s %s: %s\n", days[i].date, days[i].exchange, err);
+            failed++;
+            PQfinish(*c); /* it may be mid-query */
+            *c = NULL;
+            if (i + 1 < n && ar_export_connect(s, c, err, sizeof(err)) != 0) {
+                fprintf(stderr, "export: %s\n", err);
+                failed += (int)(n - i - 1);
+                break;
+            }
+            continue;
+        }
+        printf(
+            "export: %s %s: %" PRId64 " rows, %.2f MB %s (%.1f:1 vs the rows as JSON lines) -> %s "
+            "(query %.2f s, write %.2f s, upload %.2f s, %d part(s), %d retries)\n",
+            r.day.date, r.day.exchange, r.rows, (double)r.bytes / 1e6, ar_pq_codec_name(s->codec),
+            r.bytes > 0 ? (double)r.json_bytes / (double)r.bytes : 0.0, r.destination, r.query_s,
+            r.write_s, r.upload_s, r.put.parts, r.put.retries);
+    }
+    ar_s3_close(s3);
+    printf("export: %zu file(s) written, %d failed\n", n - (size_t)failed, failed);
+    return failed ? 1 : 0;
+}
+
+static int run_export(const ar_config *cfg, const ar_offline *o) {
+    ar_export_settings s;
+    if (ar_export_settings_init(&s, cfg) != 0) {
+        fprintf(stderr, "export: out of memory\n");
+        return 1;
+    }
+    char err[512];
+    PGconn *c = NULL;
+    ar_export_day *days = NULL;
+    size_t n = 0;
+    int status = 1;
+    if (ar_export_connect(&s, &c, err, sizeof(err)) != 0 ||
+        ar_export_days_of(c, o->export_day, o->exchange, &days, &n, err, sizeof(err)) != 0) {
+        fprintf(stderr, "export: %s (is the database migrated? archiver --migrate)\n", err);
+    } else if (n == 0) {
+        fprintf(stderr, "export: no rows in market_data on %s%s%s: nothing to write\n",
+                o->export_day, o->exchange ? " for " : "", o->exchange ? o->exchange : "");
+    } else {
+        status = export_days(&s, &c, days, n);
+    }
+    free(days);
+    PQfinish(c);
+    ar_export_settings_free(&s);
+    return status;
+}
+
 static int run_offline(void *cfg, void *opts) {
-    HM_UNUSED(opts);
-    return run_migrate(cfg);
+    const ar_offline *o = opts;
+    if (o->migrate && o->export_day) {
+        fprintf(stderr, "archiver: --migrate and --export-day are two runs\n");
+        return 2;
+    }
+    if (o->exchange && !o->export_day) {
+        fprintf(stderr, "archiver: --exchange goes with --export-day\n");
+        return 2;
+    }
+    return o->export_day ? run_export(cfg, o) : run_migrate(cfg);
 }
 
 /* ---- the service ------------------------------------------------------------------- */

@@ -165,14 +165,15 @@ static void connect_poll(ar_pg *pg) {
     begin_migrations(pg);
 }
 
-static void start_connect(ar_pg *pg) {
-    const ar_pg_config *c = pg->o.cfg;
-    char port[16], options[128];
-    snprintf(port, sizeof(port), "%lld", (long long)c->port);
+void ar_pg_conn_params_init(ar_pg_conn_params *p, const ar_pg_config *c, const char *app) {
+    snprintf(p->port, sizeof(p->port), "%lld", (long long)c->port);
     /* The server cancels a statement past the timeout; the session is UTC so that days and
      * buckets are UTC days whatever the server's default. */
-    snprintf(options, sizeof(options), "-c statement_timeout=%lld -c TimeZone=UTC",
+    snprintf(p->options, sizeof(p->options), "-c statement_timeout=%lld -c TimeZone=UTC",
              (long long)c->statement_timeout_ms);
+    /* Seconds, for blocking connects (the loop's connect keeps its own timer). */
+    snprintf(p->connect_timeout, sizeof(p->connect_timeout), "%lld",
+             (long long)(c->connect_timeout_ms + 999) / 1000);
     const char *keys[] = {"host",
                           "port",
                           "dbname",
@@ -185,21 +186,20 @@ static void start_connect(ar_pg *pg) {
                           "keepalives_idle",
                           "keepalives_interval",
                           "keepalives_count",
+                          "connect_timeout",
                           NULL};
-    const char *vals[] = {c->host,
-                          port,
-                          c->dbname,
-                          c->user,
-                          c->password ? c->password : "",
-                          c->sslmode,
-                          "himari-archiver",
-                          options,
-                          "1",
-                          "5",
-                          "2",
-                          "3",
-                          NULL};
-    pg->conn = PQconnectStartParams(keys, vals, 0);
+    const char *vals[] = {
+        c->host,    p->port, c->dbname,          c->user, c->password ? c->password : "",
+        c->sslmode, app,     p->options,         "1",     "5",
+        "2",        "3",     p->connect_timeout, NULL};
+    memcpy(p->keys, keys, sizeof(keys));
+    memcpy(p->vals, vals, sizeof(vals));
+}
+
+static void start_connect(ar_pg *pg) {
+    ar_pg_conn_params p = {0};
+    ar_pg_conn_params_init(&p, pg->o.cfg, "himari-archiver");
+    pg->conn = PQconnectStartParams(p.keys, p.vals, 0);
     if (!pg->conn) {
         drop(pg, "connect", "out of memory");
         return;
@@ -209,7 +209,7 @@ static void start_connect(ar_pg *pg) {
         return;
     }
     set_state(pg, AR_PG_CONNECTING);
-    uv_timer_start(&pg->timer, on_timer, (uint64_t)c->connect_timeout_ms, 0);
+    uv_timer_start(&pg->timer, on_timer, (uint64_t)pg->o.cfg->connect_timeout_ms, 0);
     connect_poll(pg);
 }
 

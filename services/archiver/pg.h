@@ -71,6 +71,19 @@ size_t ar_pg_migrations_applied(const ar_pg *pg);
 /** @brief A migration failed for good (--migrate, or a changed applied migration). */
 bool ar_pg_fatal(const ar_pg *pg);
 
+/** libpq connection keywords for cfg (PQconnectdbParams / PQconnectStartParams). */
+typedef struct ar_pg_conn_params {
+    const char *keys[14];
+    const char *vals[14]; /* point into cfg, app and the buffers below */
+    char port[16];
+    char options[128];
+    char connect_timeout[24];
+} ar_pg_conn_params;
+
+/** @brief Fill p for cfg: UTC session, statement_timeout, TCP keepalives, app name,
+ *  connect_timeout (seconds; used by blocking connects only). */
+void ar_pg_conn_params_init(ar_pg_conn_params *p, const ar_pg_config *cfg, const char *app);
+
 /** @brief Close (an open query's callback gets -ECANCELED first); frees in the loop. */
 void ar_pg_close(ar_pg *pg);
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exporter.h"
 #include "himari/log.h"
 #include "pg.h"
 #include "rows.h"
@@ -31,6 +32,7 @@ typedef struct ar_kafka {
     hm_stage stage; /* first: the framework's part */
     ar_config *cfg;
     ar_pg *pg;
+    ar_exporter *exporter; /* the cold archive's day-close checks */
     ar_rows batches[2];
     ar_rows *pending;  /* records processed since the last sink_flush */
     ar_rows *flushing; /* the batch sink_flush took; kept until it committed */
@@ -277,6 +279,8 @@ static void ar_closing(hm_stage *st) {
         ar_pg_close(k->pg);
         k->pg = NULL;
     }
+    ar_exporter_close(k->exporter);
+    k->exporter = NULL;
 }
 
 static void ar_destroy(hm_stage *st) {
@@ -312,6 +316,7 @@ void ar_pipeline_status(void *ud, hm_control_status *out) {
     hm_control_status_detail(out, "last_batch_rows", "%" PRId64, k->last_batch_rows);
     if (k->pg && *ar_pg_last_error(k->pg))
         hm_control_status_detail(out, "postgres_error", "%s", ar_pg_last_error(k->pg));
+    ar_exporter_status(k->exporter, out);
 }
 
 static bool ready(void *ud, char *reason, size_t size) {
@@ -330,6 +335,7 @@ void ar_pipeline_reconfigure(void *ud) {
     hm_stage_set_commit_policy(&k->stage, k->cfg->batch_interval_ms, k->cfg->batch_max_rows);
     uint64_t every_ms = (uint64_t)k->cfg->maintenance_interval_s * 1000u;
     uv_timer_start(&k->maint_timer, on_maint_timer, every_ms, every_ms);
+    ar_exporter_reconfigure(k->exporter);
     /* retention_days, partitions_ahead_days and max_future_s are read where they are used. */
 }
 
@@ -392,6 +398,7 @@ int ar_pipeline_start(hm_service *svc, ar_config *cfg, hm_stage **out, hm_err *e
     uint64_t every_ms = (uint64_t)cfg->maintenance_interval_s * 1000u;
     uv_timer_start(&k->maint_timer, on_maint_timer, every_ms, every_ms);
     k->timer_open = true;
+    k->exporter = ar_exporter_new(svc->loop, cfg, svc->metrics);
     int rc = hm_stage_start(st, err);
     if (rc != 0) {
         ar_closing(st); /* the loop must run out: close what was opened here */

@@ -37,7 +37,7 @@ typedef enum hm_service_state {
 /** @brief "STARTING", "RUNNING", ... */
 const char *hm_service_state_name(hm_service_state s);
 
-#define HM_STATUS_DETAILS_MAX 16
+#define HM_STATUS_DETAILS_MAX 32
 
 /** One of a service's own figures in Status.details ("backlog_rows" = "1200"). */
 typedef struct hm_status_detail {
