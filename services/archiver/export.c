@@ -422,3 +422,26 @@ int ar_export_one(PGconn *c, const ar_export_settings *s, ar_s3 *s3, const ar_ex
     }
     return record(c, s, res, err, errlen);
 }
+
+int ar_export_days(PGconn **c, const ar_export_settings *s, const ar_export_day *days, size_t n,
+                   ar_export_ctl *ctl, ar_export_done_cb cb, void *ud, char *err, size_t errlen) {
+    ar_s3 *s3 = NULL;
+    int rc = 0;
+    if (n > 0 && ar_export_uses_s3(s)) {
+        rc = ar_s3_open(&s3, &s->s3, err, errlen);
+        if (rc == 0) rc = ar_s3_ensure_bucket(s3, err, errlen);
+    }
+    for (size_t i = 0; rc == 0 && i < n && !atomic_load(&ctl->cancel); i++) {
+        ar_export_result res;
+        char why[512] = "";
+        int one = ar_export_one(*c, s, s3, &days[i], ctl, &res, why, sizeof(why));
+        cb(ud, &days[i], one, &res, why);
+        if (one != 0) { /* the connection may be mid-query: a new one for the next day */
+            PQfinish(*c);
+            *c = NULL;
+            rc = ar_export_connect(s, c, err, errlen);
+        }
+    }
+    ar_s3_close(s3);
+    return rc;
+}

@@ -6,9 +6,10 @@
  * in S3-compatible storage (s3.endpoint set: written under archive.directory/.staging,
  * uploaded, then removed) or under archive.directory (no S3). Rows are in (timestamp,
  * source_partition, source_offset) order, one column per market_data column (issues as
- * one comma-joined string) but exchange, which is in the path, as Hive-style readers expect. After the file is stored the export is recorded in
- * archive_exports with the rows it holds; a day whose rows in market_data_days differ
- * from that (late rows) is due again, and its file is replaced whole.
+ * one comma-joined string) but exchange, which is in the path, as Hive-style readers expect. After
+ * the file is stored the export is recorded in archive_exports with the rows it holds; a day whose
+ * rows in market_data_days differ from that (late rows) is due again, and its file is replaced
+ * whole.
  *
  * Everything here blocks (its own libpq connection, the disk, S3): it runs on a worker
  * thread (exporter.h) or in the offline `archiver --export-day DATE`, never on the loop.
@@ -98,6 +99,20 @@ int ar_export_days_of(PGconn *c, const char *date, const char *exchange, ar_expo
 int ar_export_one(PGconn *c, const ar_export_settings *s, ar_s3 *s3, const ar_export_day *day,
                   ar_export_ctl *ctl, ar_export_result *res, char *err,
                   size_t errlen) HM_MUST_CHECK;
+
+/** Called after each day of ar_export_days: rc 0 and res, or the error in err. */
+typedef void (*ar_export_done_cb)(void *ud, const ar_export_day *day, int rc,
+                                  const ar_export_result *res, const char *err);
+
+/**
+ * @brief Export days[0..n) in order through one S3 client (when s uses S3; the bucket is
+ * created when missing), reporting each to cb. A failed day does not stop the others: the
+ * next one gets a new connection (*c is replaced). Stops early when ctl->cancel is set.
+ * Returns 0, or the error that stopped it (S3 unusable, PostgreSQL unreachable) in err.
+ */
+int ar_export_days(PGconn **c, const ar_export_settings *s, const ar_export_day *days, size_t n,
+                   ar_export_ctl *ctl, ar_export_done_cb cb, void *ud, char *err,
+                   size_t errlen) HM_MUST_CHECK;
 
 /* ---- pure helpers (tests/unit/test_archiver_export.c) ------------------------------ */
 

@@ -53,32 +53,28 @@ struct ar_exporter {
 
 /* ---- the worker --------------------------------------------------------------------- */
 
+static void on_day(void *ud, const ar_export_day *day, int rc, const ar_export_result *res,
+                   const char *err) {
+    pass *p = ud;
+    day_done *d = &p->days[p->n_days++];
+    d->res = *res;
+    d->res.day = *day;
+    d->rc = rc;
+    snprintf(d->err, sizeof(d->err), "%s", err);
+}
+
 static void pass_run(uv_work_t *req) {
     pass *p = req->data;
-    ar_exporter *e = p->e;
     PGconn *c = NULL;
-    ar_s3 *s3 = NULL;
     ar_export_day *due = NULL;
     p->rc = ar_export_connect(&p->s, &c, p->err, sizeof(p->err));
     if (p->rc == 0)
         p->rc = ar_export_due(c, p->grace_s, p->retention_days, DAYS_PER_PASS, &due, &p->n_due,
                               p->err, sizeof(p->err));
-    if (p->rc == 0 && p->n_due > 0 && ar_export_uses_s3(&p->s)) {
-        p->rc = ar_s3_open(&s3, &p->s.s3, p->err, sizeof(p->err));
-        if (p->rc == 0) p->rc = ar_s3_ensure_bucket(s3, p->err, sizeof(p->err));
-    }
-    for (size_t i = 0; p->rc == 0 && i < p->n_due && !atomic_load(&e->ctl.cancel); i++) {
-        day_done *d = &p->days[p->n_days++];
-        d->rc = ar_export_one(c, &p->s, s3, &due[i], &e->ctl, &d->res, d->err, sizeof(d->err));
-        if (d->rc != 0) {
-            /* The connection may be mid-query: a new one for the next day. */
-            PQfinish(c);
-            c = NULL;
-            p->rc = ar_export_connect(&p->s, &c, p->err, sizeof(p->err));
-        }
-    }
+    if (p->rc == 0)
+        p->rc =
+            ar_export_days(&c, &p->s, due, p->n_due, &p->e->ctl, on_day, p, p->err, sizeof(p->err));
     free(due);
-    ar_s3_close(s3);
     PQfinish(c);
 }
 

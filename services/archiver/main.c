@@ -92,46 +92,42 @@ static int run_migrate(const ar_config *cfg) {
 
 /* ---- --export-day: the exporter's code, on this thread, with progress on stdout ------ */
 
+typedef struct export_tally {
+    const ar_export_settings *s;
+    int written, failed;
+} export_tally;
+
+static void print_day(void *ud, const ar_export_day *day, int rc, const ar_export_result *r,
+                      const char *err) {
+    export_tally *t = ud;
+    if (rc != 0) {
+        fprintf(stderr, "export: %s %s: %s\n", day->date, day->exchange, err);
+        t->failed++;
+        return;
+    }
+    t->written++;
+    printf("export: %s %s: %" PRId64 " rows, %.2f MB %s (%.1f:1 vs the rows as JSON lines) -> %s "
+           "(query %.2f s, write %.2f s, upload %.2f s, %d part(s), %d retries)\n",
+           day->date, day->exchange, r->rows, (double)r->bytes / 1e6, ar_pq_codec_name(t->s->codec),
+           r->bytes > 0 ? (double)r->json_bytes / (double)r->bytes : 0.0, r->destination,
+           r->query_s, r->write_s, r->upload_s, r->put.parts, r->put.retries);
+    fflush(stdout);
+}
+
 static int export_days(const ar_export_settings *s, PGconn **c, const ar_export_day *days,
                        size_t n) {
-    ar_s3 *s3 = NULL;
-    char err[512];
-    int failed = 0;
-    if (ar_export_uses_s3(s) && (ar_s3_open(&s3, &s->s3, err, sizeof(err)) != 0 ||
-                                 ar_s3_ensure_bucket(s3, err, sizeof(err)) != 0)) {
-        fprintf(stderr, "export: s3 %s bucket %s: %s\n", s->s3.endpoint, s->s3.bucket, err);
-        ar_s3_close(s3);
-        return 1;
-    }
+    printf("export: %zu file(s) to write for %s, to %s\n", n, days[0].date,
+           ar_export_uses_s3(s) ? s->s3.endpoint : s->directory);
+    fflush(stdout);
     ar_export_ctl ctl;
     atomic_init(&ctl.cancel, false);
     atomic_init(&ctl.rows_done, 0);
-    for (size_t i = 0; i < n; i++) {
-        printf("export: %s %s ...\n", days[i].date, days[i].exchange);
-        fflush(stdout);
-        ar_export_result r;
-        if (ar_export_one(*c, s, s3, &days[i], &ctl, &r, err, sizeof(err)) != 0) {
-            fprintf(stderr, "export: %s %s: %s\n", days[i].date, days[i].exchange, err);
-            failed++;
-            PQfinish(*c); /* it may be mid-query */
-            *c = NULL;
-            if (i + 1 < n && ar_export_connect(s, c, err, sizeof(err)) != 0) {
-                fprintf(stderr, "export: %s\n", err);
-                failed += (int)(n - i - 1);
-                break;
-            }
-            continue;
-        }
-        printf(
-            "export: %s %s: %" PRId64 " rows, %.2f MB %s (%.1f:1 vs the rows as JSON lines) -> %s "
-            "(query %.2f s, write %.2f s, upload %.2f s, %d part(s), %d retries)\n",
-            r.day.date, r.day.exchange, r.rows, (double)r.bytes / 1e6, ar_pq_codec_name(s->codec),
-            r.bytes > 0 ? (double)r.json_bytes / (double)r.bytes : 0.0, r.destination, r.query_s,
-            r.write_s, r.upload_s, r.put.parts, r.put.retries);
-    }
-    ar_s3_close(s3);
-    printf("export: %zu file(s) written, %d failed\n", n - (size_t)failed, failed);
-    return failed ? 1 : 0;
+    export_tally t = {.s = s};
+    char err[512];
+    int rc = ar_export_days(c, s, days, n, &ctl, print_day, &t, err, sizeof(err));
+    if (rc != 0) fprintf(stderr, "export: stopped: %s\n", err);
+    printf("export: %d file(s) written, %d failed\n", t.written, (int)n - t.written);
+    return rc != 0 || t.failed ? 1 : 0;
 }
 
 static int run_export(const ar_config *cfg, const ar_offline *o) {
