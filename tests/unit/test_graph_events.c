@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "events.h"
+#include "schema.h"
 
 static const char k_whale[] =
     "{\"type\":\"whale_transfer\",\"asset\":\"BTC\",\"timestamp\":1796284410017,\"amount\":850,"
@@ -197,6 +198,39 @@ static void texts_are_parameters_not_cypher(void **state) {
     gw_batch_free(&b);
 }
 
+/* The embedded cypher/ files: one transaction each, every statement without its ';'. */
+static void schema_files_split_into_statements(void **state) {
+    (void)state;
+    assert_int_equal(gw_cypher_file_count, 2);
+    size_t want[] = {11, 11};
+    for (size_t i = 0; i < gw_cypher_file_count; i++) {
+        hm_buf out = {0};
+        size_t n = gw_schema_body(gw_cypher_files[i].text, gw_cypher_files[i].len, &out);
+        assert_int_equal(n, want[i]);
+        json_error_t err;
+        json_t *j = json_loadb(out.data, out.len, 0, &err);
+        assert_non_null(j);
+        json_t *sts = json_object_get(j, "statements");
+        assert_int_equal(json_array_size(sts), n);
+        for (size_t k = 0; k < n; k++) {
+            const char *st =
+                json_string_value(json_object_get(json_array_get(sts, k), "statement"));
+            assert_true(strlen(st) > 10);
+            assert_null(strstr(st, "//"));
+            assert_true(st[strlen(st) - 1] != ';');
+            assert_true(strncmp(st, "CREATE ", 7) == 0 || strncmp(st, "MERGE ", 6) == 0 ||
+                        strncmp(st, "MATCH ", 6) == 0);
+        }
+        json_decref(j);
+        hm_buf_free(&out);
+    }
+    hm_buf out = {0};
+    const char *text = "// only\n\nRETURN 1\n";
+    assert_int_equal(gw_schema_body(text, strlen(text), &out), 1); /* no final ';' */
+    assert_string_equal(out.data, "{\"statements\":[{\"statement\":\"RETURN 1\"}]}");
+    hm_buf_free(&out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_kind_in_its_statement),
@@ -204,6 +238,7 @@ int main(void) {
         cmocka_unit_test(pair_forms),
         cmocka_unit_test(refusals_name_the_field),
         cmocka_unit_test(texts_are_parameters_not_cypher),
+        cmocka_unit_test(schema_files_split_into_statements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
