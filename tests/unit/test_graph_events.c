@@ -3,7 +3,8 @@
  * test_graph_events.c: causal_events records into the graph-writer's Neo4j statements
  * (services/graph-writer/events.c): which events are taken, what each row holds (ids,
  * ms timestamps, change_percent as the guide's fraction, a pair's assets), why a record
- * is refused, and the request body's shape.
+ * is refused, the request body's shape, the cypher/ files' statements, and how Neo4j's
+ * answers are classified (services/graph-writer/neo4j.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <jansson.h>
 
 #include "events.h"
+#include "neo4j.h"
 #include "schema.h"
 
 static const char k_whale[] =
@@ -231,6 +233,45 @@ static void schema_files_split_into_statements(void **state) {
     hm_buf_free(&out);
 }
 
+static gw_neo4j_outcome outcome_of(int err, long status, const char *body, gw_neo4j_result *r) {
+    gw_neo4j_classify(err, "Operation timed out after 300 ms", status, body, strlen(body), r);
+    return r->outcome;
+}
+
+/* Neo4j's answers: 200 with errors is a failure; what may be sent again and what not. */
+static void neo4j_answers_classified(void **state) {
+    (void)state;
+    gw_neo4j_result r;
+    assert_int_equal(outcome_of(0, 200, "{\"results\":[],\"errors\":[]}", &r), GW_NEO4J_OK);
+    assert_string_equal(r.message, "");
+    assert_int_equal(outcome_of(-ETIMEDOUT, 0, "", &r), GW_NEO4J_TRANSIENT);
+    assert_non_null(strstr(r.message, "timed out"));
+    assert_int_equal(
+        outcome_of(0, 200,
+                   "{\"results\":[],\"errors\":[{\"code\":"
+                   "\"Neo.TransientError.Transaction.DeadlockDetected\",\"message\":\"lock\"}]}",
+                   &r),
+        GW_NEO4J_TRANSIENT);
+    assert_string_equal(r.code, "Neo.TransientError.Transaction.DeadlockDetected");
+    assert_int_equal(
+        outcome_of(
+            0, 200,
+            "{\"results\":[],\"errors\":[{\"code\":\"Neo.ClientError.Statement.SyntaxError\","
+            "\"message\":\"Invalid input\"}]}",
+            &r),
+        GW_NEO4J_REFUSED);
+    assert_string_equal(r.message, "Neo.ClientError.Statement.SyntaxError: Invalid input");
+    assert_int_equal(outcome_of(0, 401,
+                                "{\"errors\":[{\"code\":\"Neo.ClientError.Security.Unauthorized\","
+                                "\"message\":\"Invalid username or password.\"}]}",
+                                &r),
+                     GW_NEO4J_TRANSIENT);
+    assert_int_equal(outcome_of(0, 503, "", &r), GW_NEO4J_TRANSIENT);
+    assert_non_null(strstr(r.message, "HTTP 503"));
+    assert_int_equal(outcome_of(0, 400, "<html>bad</html>", &r), GW_NEO4J_REFUSED);
+    assert_int_equal(outcome_of(0, 200, "<html>proxy</html>", &r), GW_NEO4J_TRANSIENT);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_kind_in_its_statement),
@@ -239,6 +280,7 @@ int main(void) {
         cmocka_unit_test(refusals_name_the_field),
         cmocka_unit_test(texts_are_parameters_not_cypher),
         cmocka_unit_test(schema_files_split_into_statements),
+        cmocka_unit_test(neo4j_answers_classified),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
