@@ -122,16 +122,15 @@ void gw_batch_init(gw_batch *b) {
 }
 
 void gw_batch_reset(gw_batch *b) {
-    for (int k = 0; k < GW_KIND_COUNT; k++) {
-        hm_buf_reset(&b->rows[k]);
-        b->n[k] = 0;
-    }
+    for (size_t i = 0; i < b->total; i++)
+        free(b->ev[i].row);
     b->total = 0;
+    memset(b->n, 0, sizeof(b->n));
 }
 
 void gw_batch_free(gw_batch *b) {
-    for (int k = 0; k < GW_KIND_COUNT; k++)
-        hm_buf_free(&b->rows[k]);
+    gw_batch_reset(b);
+    free(b->ev);
     gw_batch_init(b);
 }
 
@@ -315,28 +314,62 @@ int gw_batch_add(gw_batch *b, const char *json, size_t len, gw_reject *why) {
         return -EINVAL;
     }
     hm_buf_putc(&row, '}');
-    hm_buf *rows = &b->rows[kind];
-    if (rows->len > 0) hm_buf_putc(rows, ',');
-    hm_buf_append(rows, row.data, row.len);
-    hm_buf_free(&row);
+    if (b->total == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        gw_event *ev = realloc(b->ev, cap * sizeof(*ev));
+        if (!ev) hm_panic("graph-writer: out of memory for a batch of %zu events", cap);
+        b->ev = ev;
+        b->cap = cap;
+    }
+    b->ev[b->total++] = (gw_event){.kind = kind, .row = row.data, .row_len = row.len};
     b->n[kind]++;
-    b->total++;
     return 0;
 }
 
-void gw_batch_body(const gw_batch *b, const gw_windows *w, hm_buf *out) {
+void gw_batch_body_range(const gw_batch *b, size_t from, size_t to, const gw_windows *w,
+                         hm_buf *out) {
     HM_BUF_PUT_LIT(out, "{\"statements\":[");
     bool first = true;
     for (int k = 0; k < GW_KIND_COUNT; k++) {
-        if (b->n[k] == 0) continue;
-        if (!first) hm_buf_putc(out, ',');
-        first = false;
-        HM_BUF_PUT_LIT(out, "{\"statement\":");
-        hm_json_cstr(out, k_statements[k]);
-        HM_BUF_PUT_LIT(out, ",\"parameters\":{\"rows\":[");
-        hm_buf_append(out, b->rows[k].data, b->rows[k].len);
-        hm_buf_printf(out, "],\"whale_s\":%lld,\"movement_s\":%lld,\"cascade_s\":%lld}}",
-                      (long long)w->whale_s, (long long)w->movement_s, (long long)w->cascade_s);
+        bool open = false;
+        for (size_t i = from; i < to; i++) {
+            if (b->ev[i].kind != (gw_kind)k) continue;
+            if (!open) {
+                if (!first) hm_buf_putc(out, ',');
+                first = false;
+                open = true;
+                HM_BUF_PUT_LIT(out, "{\"statement\":");
+                hm_json_cstr(out, k_statements[k]);
+                HM_BUF_PUT_LIT(out, ",\"parameters\":{\"rows\":[");
+            } else {
+                hm_buf_putc(out, ',');
+            }
+            hm_buf_append(out, b->ev[i].row, b->ev[i].row_len);
+        }
+        if (open)
+            hm_buf_printf(out, "],\"whale_s\":%lld,\"movement_s\":%lld,\"cascade_s\":%lld}}",
+                          (long long)w->whale_s, (long long)w->movement_s, (long long)w->cascade_s);
     }
     HM_BUF_PUT_LIT(out, "]}");
+}
+
+void gw_batch_body(const gw_batch *b, const gw_windows *w, hm_buf *out) {
+    gw_batch_body_range(b, 0, b->total, w, out);
+}
+
+void gw_rejected_body(const gw_batch *b, size_t i, const char *error, hm_buf *out) {
+    const gw_event *e = &b->ev[i];
+    HM_BUF_PUT_LIT(out, "{\"statements\":[{\"statement\":");
+    hm_json_cstr(out, "MERGE (r:RejectedEvent {id: $row.id}) "
+                      "SET r.kind = $kind, r.error = $error, r.row = $text, "
+                      "r.rejected_at = datetime()");
+    HM_BUF_PUT_LIT(out, ",\"parameters\":{\"row\":");
+    hm_buf_append(out, e->row, e->row_len);
+    HM_BUF_PUT_LIT(out, ",\"kind\":");
+    hm_json_cstr(out, gw_kind_name(e->kind));
+    HM_BUF_PUT_LIT(out, ",\"error\":");
+    hm_json_cstr(out, error);
+    HM_BUF_PUT_LIT(out, ",\"text\":");
+    hm_json_str(out, e->row, e->row_len);
+    HM_BUF_PUT_LIT(out, "}}]}");
 }

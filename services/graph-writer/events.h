@@ -43,11 +43,18 @@ typedef struct gw_windows {
     int64_t cascade_s;  /* cascade -> cascade (the guide's Query 2: 1 h) */
 } gw_windows;
 
-/** One batch of events, rendered as parameter rows per kind. */
+/** One event of a batch: its kind and its statement's parameter row (a JSON object). */
+typedef struct gw_event {
+    gw_kind kind;
+    char *row;
+    size_t row_len;
+} gw_event;
+
+/** One batch of events, in arrival order. */
 typedef struct gw_batch {
-    hm_buf rows[GW_KIND_COUNT]; /* JSON objects joined by commas */
-    size_t n[GW_KIND_COUNT];
-    size_t total;
+    gw_event *ev;
+    size_t total, cap;
+    size_t n[GW_KIND_COUNT]; /* events per kind */
 } gw_batch;
 
 /** Why an event was refused: the field and a sentence; static strings or in detail. */
@@ -68,6 +75,16 @@ int gw_batch_add(gw_batch *b, const char *json, size_t len, gw_reject *why) HM_M
 
 /** @brief The request body for the batch's transaction into out (appended). */
 void gw_batch_body(const gw_batch *b, const gw_windows *w, hm_buf *out);
+/** @brief The same for events [from, to) only (a batch Neo4j refused is sent again in parts). */
+void gw_batch_body_range(const gw_batch *b, size_t from, size_t to, const gw_windows *w,
+                         hm_buf *out);
+
+/**
+ * @brief The body of a transaction that keeps an event Neo4j refused, as
+ * (:RejectedEvent {id, kind, error, row, rejected_at}), merged on the event id: nothing is
+ * lost, and the reason is where the graph's users look.
+ */
+void gw_rejected_body(const gw_batch *b, size_t i, const char *error, hm_buf *out);
 
 /** @brief The kind's statement (for --replay's listing and for docs/GRAPH.md). */
 const char *gw_statement(gw_kind k);

@@ -122,6 +122,40 @@ static void only_present_kinds_and_reset(void **state) {
     gw_batch_free(&b);
 }
 
+/* Parts of a batch (sent again one by one after a refusal) and the rejected-event keeper. */
+static void ranges_and_rejected(void **state) {
+    (void)state;
+    gw_batch b;
+    gw_batch_init(&b);
+    gw_reject why;
+    assert_int_equal(gw_batch_add(&b, k_move, strlen(k_move), &why), 0);
+    assert_int_equal(gw_batch_add(&b, k_whale, strlen(k_whale), &why), 0);
+    assert_int_equal(gw_batch_add(&b, k_cascade, strlen(k_cascade), &why), 0);
+    hm_buf out = {0};
+    gw_batch_body_range(&b, 1, 2, &k_windows, &out);
+    json_t *j = json_loadb(out.data, out.len, 0, NULL);
+    assert_non_null(j);
+    json_t *sts = json_object_get(j, "statements");
+    assert_int_equal(json_array_size(sts), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(sts, 0), "statement")),
+                        gw_statement(GW_WHALE_TRANSFER));
+    json_decref(j);
+    hm_buf_reset(&out);
+    gw_rejected_body(&b, 2, "Neo.ClientError.Statement.TypeError: \"x\"", &out);
+    j = json_loadb(out.data, out.len, 0, NULL);
+    assert_non_null(j);
+    json_t *p = json_object_get(json_array_get(json_object_get(j, "statements"), 0), "parameters");
+    assert_string_equal(json_string_value(json_object_get(p, "kind")), "liquidation_cascade");
+    assert_string_equal(json_string_value(json_object_get(p, "error")),
+                        "Neo.ClientError.Statement.TypeError: \"x\"");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(p, "row"), "id")),
+                        "liquidation_cascade:BTC/USDT:1796285129794:1796285130419");
+    assert_non_null(strstr(json_string_value(json_object_get(p, "text")), "\"severity\":\"high\""));
+    json_decref(j);
+    hm_buf_free(&out);
+    gw_batch_free(&b);
+}
+
 static void pair_forms(void **state) {
     (void)state;
     const char *syms[] = {"SOLUSDT", "/USDT", "BTC/", "A/B/C"};
@@ -276,6 +310,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_kind_in_its_statement),
         cmocka_unit_test(only_present_kinds_and_reset),
+        cmocka_unit_test(ranges_and_rejected),
         cmocka_unit_test(pair_forms),
         cmocka_unit_test(refusals_name_the_field),
         cmocka_unit_test(texts_are_parameters_not_cypher),
