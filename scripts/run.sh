@@ -45,19 +45,21 @@ ensure_token() {
 	hm_say "generated the gRPC control token in $TOKEN_FILE"
 }
 
-# services_present - the services this checkout has (each a folder under services/), in the
+# services_present - the services this checkout has (each a folder under services/ with a
+# main.c: one without is modules that land before their service), in the
 # pipeline's order (each after what feeds it; a folder not named here comes last), so that
 # `make run` starts the validator before the feature-engine and stops them the other way.
 readonly PIPELINE_ORDER=(ingest-validator feature-engine archiver graph-writer health-gateway)
 services_present() {
 	local d name
 	for name in "${PIPELINE_ORDER[@]}"; do
-		[[ -d "services/$name" ]] && echo "$name"
+		[[ -f "services/$name/main.c" ]] && echo "$name"
 	done
 	for d in services/*/; do
 		name="$(basename "$d")"
-		[[ " ${PIPELINE_ORDER[*]} " == *" $name "* ]] || echo "$name"
+		[[ -f "$d/main.c" && " ${PIPELINE_ORDER[*]} " != *" $name "* ]] && echo "$name"
 	done
+	return 0
 }
 
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
