@@ -1,6 +1,7 @@
 """The servers scripts/stack.sh starts answer on loopback with the credentials it generated,
 and refuse clients without them."""
 import subprocess
+import uuid
 
 import boto3
 import botocore.exceptions
@@ -51,11 +52,13 @@ def s3_client(stack, secret=None):
 def test_s3_keeps_objects_in_its_bucket_for_the_generated_keys_only(stack):
     bucket = HENV["HIMARI_S3_BUCKET"]
     s3 = s3_client(stack)
-    key = "market_data/date=2026-12-01/exchange=binance/part-0.parquet"
+    # A prefix of this test's own: the archiver's tests export into the same bucket.
+    prefix = f"itest-stack/{uuid.uuid4().hex[:12]}/"
+    key = prefix + "market_data/date=2026-12-01/exchange=binance/part-0.parquet"
     body = bytes(range(256)) * 64
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="market_data/date=2026-12-01/")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     assert [o["Key"] for o in listed["Contents"]] == [key]
     s3.delete_object(Bucket=bucket, Key=key)
     with pytest.raises(botocore.exceptions.ClientError) as e:
