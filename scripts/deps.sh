@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # scripts/deps.sh - installs what building, testing and `make run` need on a Debian 12 machine:
 # Debian packages, librdkafka built from source (scripts/build-librdkafka.sh ->
-# $HIMARI_RDKAFKA_PREFIX), the Apache Kafka jars (scripts/java/kafka/pom.xml -> $HIMARI_KAFKA_LIB) and
-# the integration tests' Python venv ($HIMARI_VENV). Idempotent: each step checks first and a
-# second run only prints "==> deps: all present".
+# $HIMARI_RDKAFKA_PREFIX), the Apache Kafka jars (scripts/java/kafka/pom.xml -> $HIMARI_KAFKA_LIB),
+# neo4j-harness's jars and our Neo4j launcher (scripts/java/neo4j/ -> $HIMARI_NEO4J_DIR), the S3
+# server (versitygw) and the integration tests' Python venv ($HIMARI_VENV). Idempotent: each
+# step checks first and a second run only prints "==> deps: all present".
 #
 # Must never: run `apt-get update` when nothing is missing, touch Maven's settings or write a
-# registry host name anywhere, install into the system Python, or start any server.
+# registry host name anywhere, install into the system Python, or start any server of the
+# stack (the Neo4j launcher's one self-test runs a throw-away store in a temporary dir, on
+# ports the kernel picks, and stops it).
 #
 # Usage: scripts/deps.sh [--apt-only | --no-apt]
 set -euo pipefail
@@ -21,7 +24,7 @@ readonly APT_PACKAGES=(
 	libzstd-dev libsnappy-dev
 	redis-server postgresql-15 prometheus
 	clang-format cppcheck shellcheck docker-compose ansible
-	python3-venv openjdk-17-jre-headless maven
+	python3-venv openjdk-17-jre-headless openjdk-17-jdk-headless maven
 	curl procps iproute2 gdb
 )
 readonly POM="$HIMARI_ROOT/scripts/java/kafka/pom.xml"
@@ -86,40 +89,126 @@ step_librdkafka() {
 	"$HIMARI_ROOT/scripts/build-librdkafka.sh" || hm_die "librdkafka could not be built"
 }
 
-step_kafka_jars() {
-	local stamp="$HIMARI_KAFKA_LIB/.pom.sha256" want tmp log
-	[[ -f "$POM" ]] || hm_die "missing $POM"
-	want="$(sha256_of "$POM")"
-	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
-		compgen -G "$HIMARI_KAFKA_LIB/kafka_2.13-*.jar" >/dev/null; then
+# fetch_jars WHAT POM LIB GLOB - the runtime classpath of POM laid into LIB by Maven; nothing
+# to do while LIB's stamp matches the pom's sha256 and a jar matching GLOB is there.
+fetch_jars() {
+	local what="$1" pom="$2" lib="$3" glob="$4" stamp want tmp log
+	stamp="$lib/.pom.sha256"
+	[[ -f "$pom" ]] || hm_die "missing $pom"
+	want="$(sha256_of "$pom")"
+	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && compgen -G "$lib/$glob" >/dev/null; then
 		return 0
 	fi
 	changed=1
 	command -v mvn >/dev/null 2>&1 || hm_die "mvn not found (install maven, or run without --no-apt)"
 	command -v java >/dev/null 2>&1 || hm_die "java not found (install openjdk-17-jre-headless)"
-	hm_say "deps: fetching Kafka jars with Maven into $HIMARI_KAFKA_LIB"
+	hm_say "deps: fetching the $what jars with Maven into $lib"
 	# Fetch into a fresh sibling dir and swap it in, so an interrupted run never leaves a
 	# half-filled lib dir that carries a valid stamp.
-	mkdir -p "$(dirname "$HIMARI_KAFKA_LIB")"
-	tmp="$HIMARI_KAFKA_LIB.tmp.$$"
-	log="$(dirname "$HIMARI_KAFKA_LIB")/mvn.log"
+	mkdir -p "$(dirname "$lib")"
+	tmp="$lib.tmp.$$"
+	log="$(dirname "$lib")/mvn.log"
 	rm -rf "$tmp"
 	# Maven's output goes to a log (with -q it still prints stray terminal escapes) and is
 	# shown only when it fails.
-	if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+	if ! mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory="$tmp" >"$log" 2>&1; then
 		rm -rf "$tmp"
 		tail -n 40 "$log" >&2
-		hm_die "Maven could not fetch the Kafka jars (output above; all of it in $log)"
+		hm_die "Maven could not fetch the $what jars (output above; all of it in $log)"
 	fi
-	compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || {
+	compgen -G "$tmp/$glob" >/dev/null || {
 		rm -rf "$tmp"
-		hm_die "Maven ran but no kafka_2.13 jar arrived in $tmp"
+		hm_die "Maven ran but no $glob arrived in $tmp"
 	}
 	printf '%s\n' "$want" >"$tmp/.pom.sha256"
-	rm -rf "$HIMARI_KAFKA_LIB"
-	mv "$tmp" "$HIMARI_KAFKA_LIB"
-	hm_say "deps: $(find "$HIMARI_KAFKA_LIB" -name '*.jar' | wc -l) Kafka jars in $HIMARI_KAFKA_LIB"
+	rm -rf "$lib"
+	mv "$tmp" "$lib"
+	hm_say "deps: $(find "$lib" -name '*.jar' | wc -l) $what jars in $lib"
+}
+
+step_kafka_jars() {
+	fetch_jars Kafka "$POM" "$HIMARI_KAFKA_LIB" 'kafka_2.13-*.jar'
+}
+
+# The Neo4j server of the tests (scripts/stack.sh neo4j): neo4j-harness's jars in lib/, and
+# our launcher (scripts/java/neo4j/Neo4jLauncher.java) compiled into neo4j-launcher.jar,
+# whose manifest names them (Class-Path: lib/...) and opens the JDK packages Neo4j reaches
+# into (Add-Opens), so that stack.sh runs it as `java -jar`. A class archive recorded at the
+# self-test below halves the CPU of every start (~25 s to ~11 s here).
+readonly NEO4J_POM="$HIMARI_ROOT/scripts/java/neo4j/pom.xml"
+readonly NEO4J_LAUNCHER_SRC="$HIMARI_ROOT/scripts/java/neo4j/Neo4jLauncher.java"
+
+step_neo4j_jars() {
+	fetch_jars Neo4j "$NEO4J_POM" "$HIMARI_NEO4J_DIR/lib" 'neo4j-harness-*.jar'
+}
+
+# neo4j_manifest - the launcher jar's manifest on stdout; lines of at most 72 bytes, a long
+# value continued on lines that start with a space.
+neo4j_manifest() {
+	local f
+	printf 'Main-Class: Neo4jLauncher\n'
+	printf 'Add-Opens: java.base/java.nio java.base/java.io java.base/sun.nio.ch\n'
+	{
+		printf 'Class-Path:'
+		for f in "$HIMARI_NEO4J_DIR"/lib/*.jar; do
+			printf ' lib/%s' "$(basename "$f")"
+		done
+		printf '\n'
+	} | fold -w 70 | sed '2,$s/^/ /'
+}
+
+# The jar, and then one self-test run of it (a new store in a temporary dir, ports chosen by
+# the kernel on 127.0.0.1, a query over Bolt and over HTTP, a wrong password refused, a clean
+# stop: about 40 s) that records the classes it loaded into neo4j-launcher.jsa. Redone when
+# the source, the jars or the JDK change.
+step_neo4j_launcher() {
+	local dir="$HIMARI_NEO4J_DIR" jar jsa stamp want log tmp
+	jar="$dir/neo4j-launcher.jar"
+	jsa="$dir/neo4j-launcher.jsa"
+	stamp="$dir/.launcher.sha256"
+	log="$dir/launcher.log"
+	[[ -f "$NEO4J_LAUNCHER_SRC" ]] || hm_die "missing $NEO4J_LAUNCHER_SRC"
+	command -v java >/dev/null 2>&1 || hm_die "java not found (install openjdk-17-jre-headless)"
+	want="$({ cat "$NEO4J_LAUNCHER_SRC" "$dir/lib/.pom.sha256"; java -version 2>&1; } | sha256sum | cut -d' ' -f1)"
+	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -f "$jar" && -f "$jsa" ]]; then
+		return 0
+	fi
+	changed=1
+	command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1 ||
+		hm_die "javac and jar not found (install openjdk-17-jdk-headless, or run without --no-apt)"
+	hm_say "deps: compiling the Neo4j launcher into $jar"
+	rm -f "$stamp" "$jsa"
+	tmp="$dir/launcher.tmp.$$"
+	rm -rf "$tmp"
+	mkdir -p "$tmp/classes"
+	neo4j_manifest >"$tmp/MANIFEST.MF"
+	# A new jar replaces the old one by rename: a running server keeps reading the old file.
+	if ! javac -Xlint:all -Werror -d "$tmp/classes" -cp "$dir/lib/*" "$NEO4J_LAUNCHER_SRC" >"$log" 2>&1 ||
+		! jar --create --file "$tmp/neo4j-launcher.jar" --manifest "$tmp/MANIFEST.MF" \
+			-C "$tmp/classes" . >>"$log" 2>&1; then
+		rm -rf "$tmp"
+		tail -n 40 "$log" >&2
+		hm_die "the Neo4j launcher did not compile (output above; all of it in $log)"
+	fi
+	mv -f "$tmp/neo4j-launcher.jar" "$jar"
+	hm_say "deps: self-test of the Neo4j launcher, recording its class archive (about a minute)"
+	mkdir -p "$tmp/home"
+	od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$tmp/password"
+	# The archive is written when the JVM exits, and is only valid for this jar at this path.
+	if ! java -Xms128m -Xmx512m -XX:+UseG1GC -XX:ArchiveClassesAtExit="$tmp/neo4j-launcher.jsa" \
+		-Xlog:cds=off -Xlog:cds+dynamic=off -jar "$jar" --home "$tmp/home" --bolt-port 0 \
+		--http-port 0 --password-file "$tmp/password" --self-test >>"$log" 2>&1 </dev/null ||
+		[[ ! -s "$tmp/neo4j-launcher.jsa" ]]; then
+		tail -n 40 "$log" >&2
+		tail -n 20 "$tmp/home/logs/debug.log" >&2 2>/dev/null || true
+		rm -rf "$tmp"
+		hm_die "the Neo4j launcher's self-test failed (output above; all of it in $log)"
+	fi
+	mv -f "$tmp/neo4j-launcher.jsa" "$jsa"
+	rm -rf "$tmp"
+	printf '%s\n' "$want" >"$stamp"
+	hm_say "deps: Neo4j launcher ready ($(grep -o 'started in [0-9]* ms' "$log" | tail -n1) without its archive)"
 }
 
 # The S3 server the archiver's tests and `make run` use (scripts/stack.sh s3): versitygw,
@@ -183,6 +272,8 @@ fi
 if [[ $do_rest -eq 1 ]]; then
 	step_librdkafka
 	step_kafka_jars
+	step_neo4j_jars
+	step_neo4j_launcher
 	step_go_tools
 	step_venv
 fi

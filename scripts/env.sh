@@ -74,10 +74,16 @@ _hm_env_default HIMARI_REDIS_PORT $((HIMARI_PORT_BASE + 379))
 _hm_env_default HIMARI_PG_PORT $((HIMARI_PORT_BASE + 432))
 _hm_env_default HIMARI_S3_PORT $((HIMARI_PORT_BASE + 900))
 _hm_env_default HIMARI_S3_BUCKET himari-archive
+# Neo4j's own defaults are 7474 (HTTP) and 7687 (Bolt); docker compose publishes 39474/39687.
+_hm_env_default HIMARI_NEO4J_HTTP_PORT $((HIMARI_PORT_BASE + 474))
+_hm_env_default HIMARI_NEO4J_BOLT_PORT $((HIMARI_PORT_BASE + 687))
 _hm_env_default HIMARI_KAFKA_BOOTSTRAP "127.0.0.1:$HIMARI_KAFKA_PORT"
 
 _hm_env_default HIMARI_VENV "$HIMARI_CACHE_DIR/venv"
 _hm_env_default HIMARI_KAFKA_LIB "$HIMARI_CACHE_DIR/java/kafka/lib"
+# lib/ (neo4j-harness and its jars), neo4j-launcher.jar (which names lib/ in its manifest) and
+# neo4j-launcher.jsa (its class archive), all made by scripts/deps.sh.
+_hm_env_default HIMARI_NEO4J_DIR "$HIMARI_CACHE_DIR/java/neo4j"
 _hm_env_default HIMARI_RDKAFKA_PREFIX "$HIMARI_CACHE_DIR/librdkafka"
 _hm_env_default HIMARI_VERSITYGW "$HIMARI_CACHE_DIR/go/bin/versitygw"
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # scripts/stack.sh - starts, stops and reports the real servers that integration tests and
-# `make run` use: Apache Kafka 3.9.1 (KRaft, single node), Redis, PostgreSQL 15 and an S3
-# server (versitygw, Apache-2.0, posix backend, built by scripts/deps.sh), each on 127.0.0.1 only, with data, logs and pid under $HIMARI_RUN_DIR/<name>/ and the ports from
-# scripts/env.sh, so the dev and test profiles run side by side.
+# `make run` use: Apache Kafka 3.9.1 (KRaft, single node), Redis, PostgreSQL 15, an S3
+# server (versitygw, Apache-2.0, posix backend, built by scripts/deps.sh) and Neo4j 5.26
+# community (neo4j-harness behind our launcher, scripts/java/neo4j/), each on 127.0.0.1 only,
+# with data, logs and pid under $HIMARI_RUN_DIR/<name>/ and the ports from scripts/env.sh, so
+# the dev and test profiles run side by side.
 #
 # Must never: listen on anything but loopback, touch a process that is not this profile's
 # (processes are matched on this run dir, pids are checked before they are signalled), leave a
 # process behind after `stop`, or print a secret.
 #
-# Usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3 ...]   (no names = all)
+# Usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3|neo4j ...]   (no names = all)
 #        stack.sh logs NAME [-f]
 # `status` exits 0 when every named server is running and answering, 3 otherwise.
 set -euo pipefail
@@ -16,18 +18,19 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=env.sh disable=SC1091
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-readonly ALL_SERVERS=(kafka redis postgres s3)
+readonly ALL_SERVERS=(kafka redis postgres s3 neo4j)
 readonly PG_BIN=/usr/lib/postgresql/15/bin
 readonly STOP_WAIT_S=20
 readonly RUN="$HIMARI_RUN_DIR"
 readonly K="$RUN/kafka"
 readonly R="$RUN/redis"
 readonly S="$RUN/s3"
+readonly N="$RUN/neo4j"
 
 usage() {
 	cat >&2 <<'EOF'
-usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3 ...]
-       stack.sh logs kafka|redis|postgres|s3 [-f]
+usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3|neo4j ...]
+       stack.sh logs kafka|redis|postgres|s3|neo4j [-f]
 EOF
 	exit 2
 }
@@ -407,6 +410,75 @@ s3_ready() {
 	esac
 }
 
+# ---- Neo4j ----------------------------------------------------------------------------------
+# Neo4j 5.26 community in one JVM: neo4j-harness started by our launcher (scripts/java/neo4j/
+# Neo4jLauncher.java, built by scripts/deps.sh into $HIMARI_NEO4J_DIR), Bolt and HTTP on
+# loopback, user neo4j with the generated secret neo4j_password (the launcher reads the file;
+# the password is never on a command line), the store in $N/data, logs in $N/logs.
+neo4j_pattern() { printf 'neo4j-launcher\\.jar --home %s( |$)' "$(re_escape "$N")"; }
+neo4j_pidfile() { printf '%s' "$N/neo4j.pid"; }
+neo4j_logs() { printf '%s\n' "$N/logs/debug.log" "$N/neo4j.out"; }
+neo4j_port_list() { printf '%s %s' "$HIMARI_NEO4J_BOLT_PORT" "$HIMARI_NEO4J_HTTP_PORT"; }
+# A first start on a busy 2-core machine without the class archive takes ~40 s.
+neo4j_timeout() { printf 90; }
+neo4j_where() { printf 'bolt://127.0.0.1:%s (http %s)' "$HIMARI_NEO4J_BOLT_PORT" "$HIMARI_NEO4J_HTTP_PORT"; }
+
+# Heap and page cache (the launcher's 64 MiB) sized to share a 2-core test machine with Kafka:
+# ~400 MB resident once up. The flags of Neo4j's own launcher that matter outside a
+# production box; the jar's manifest opens the JDK packages Neo4j reaches into.
+readonly NEO4J_JVM_OPTS=(-Xms128m -Xmx512m -XX:+UseG1GC -XX:-OmitStackTraceInFastThrow
+	-XX:+ExitOnOutOfMemoryError -Djdk.nio.maxCachedBufferSize=1024
+	-Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.disable.jmx=true -Djava.awt.headless=true)
+
+neo4j_prepare() {
+	[[ -f "$HIMARI_NEO4J_DIR/neo4j-launcher.jar" ]] ||
+		hm_die "no Neo4j launcher in $HIMARI_NEO4J_DIR: run scripts/deps.sh first"
+	command -v java >/dev/null 2>&1 || hm_die "java not found on PATH (scripts/deps.sh installs it)"
+	secret neo4j_password >/dev/null
+	# The store holds the password's hash and everything the graph-writer wrote.
+	chmod 700 "$N"
+}
+
+neo4j_launch() {
+	local pidfile cds=() extra_jvm=()
+	pidfile="$(neo4j_pidfile)"
+	rm -f "$pidfile"
+	# The class archive deps.sh recorded; a JVM that cannot use it (another JDK, another jar)
+	# says so in neo4j.out, ignores it and only starts slower.
+	if [[ -f "$HIMARI_NEO4J_DIR/neo4j-launcher.jsa" ]]; then
+		cds=(-XX:SharedArchiveFile="$HIMARI_NEO4J_DIR/neo4j-launcher.jsa" -Xshare:auto)
+	fi
+	# HIMARI_NEO4J_JVM_OPTS: extra JVM flags after ours (a later flag wins).
+	read -r -a extra_jvm <<<"${HIMARI_NEO4J_JVM_OPTS:-}"
+	# As for Kafka: setsid keeps the caller's Ctrl-C away, the pid file names the JVM itself.
+	# shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' neo4j-launch "$pidfile" \
+		java "${NEO4J_JVM_OPTS[@]}" "${cds[@]}" "${extra_jvm[@]}" \
+		-jar "$HIMARI_NEO4J_DIR/neo4j-launcher.jar" --home "$N" \
+		--bolt-port "$HIMARI_NEO4J_BOLT_PORT" --http-port "$HIMARI_NEO4J_HTTP_PORT" \
+		--password-file "$RUN/secrets/neo4j_password" \
+		</dev/null >>"$N/neo4j.out" 2>&1 9>&- &
+}
+
+# neo4j_query STATEMENT - one statement through the HTTP transactional API on database neo4j
+# as user neo4j; prints the body and then the HTTP status on a line of its own. The password
+# goes to curl on its standard input (-K -), not in its arguments.
+neo4j_query() {
+	printf 'user = "neo4j:%s"\n' "$(cat "$RUN/secrets/neo4j_password")" |
+		curl -s -m 5 -K - -w '\n%{http_code}' -H 'Content-Type: application/json' \
+			-d "{\"statements\":[{\"statement\":\"$1\"}]}" \
+			"http://127.0.0.1:$HIMARI_NEO4J_HTTP_PORT/db/neo4j/tx/commit" 2>/dev/null || true
+}
+
+# Ready = the HTTP API runs a query as user neo4j (so auth, the password and database neo4j
+# all work); Bolt is up by then (the launcher opens both before it is done).
+neo4j_ready() {
+	local reply
+	[[ -r "$RUN/secrets/neo4j_password" ]] && port_open "$HIMARI_NEO4J_BOLT_PORT" || return 1
+	reply="$(neo4j_query 'RETURN 1 AS ok')"
+	[[ "${reply##*$'\n'}" == 200 && "$reply" == *'"errors":[]'* ]]
+}
+
 # ---- PostgreSQL -----------------------------------------------------------------------------
 # PG_DIR is $RUN/postgres unless the postgres user cannot reach it (see pg_choose_dir).
 PG_DIR="$RUN/postgres"
@@ -715,8 +787,8 @@ stop_finish() {
 		FAILED=1
 		return 0
 	fi
-	if [[ "$name" == kafka ]]; then
-		rm -f "$(kafka_pidfile)"
+	if [[ "$name" == kafka || "$name" == neo4j ]]; then
+		rm -f "$("${name}_pidfile")"
 	fi
 	hm_say "$name stopped after $(elapsed_since "$t0")s"
 }
@@ -832,7 +904,7 @@ if [[ $# -eq 0 ]]; then
 fi
 for n in "$@"; do
 	[[ " ${ALL_SERVERS[*]} " == *" $n "* ]] || {
-		printf 'stack.sh: unknown server "%s" (kafka, redis, postgres, s3)\n' "$n" >&2
+		printf 'stack.sh: unknown server "%s" (kafka, redis, postgres, s3, neo4j)\n' "$n" >&2
 		usage
 	}
 	[[ " ${names[*]} " == *" $n "* ]] || names+=("$n")

@@ -73,6 +73,16 @@ def redis_server():
     return int(HENV["HIMARI_REDIS_PORT"]), RUN_DIR / "secrets/redis_password"
 
 
+@pytest.fixture(scope="session")
+def neo4j_server():
+    """A running Neo4j with auth on (user neo4j, the stack's generated password):
+    (bolt URI, HTTP URL, password file)."""
+    _stack("neo4j")
+    return (f"bolt://127.0.0.1:{HENV['HIMARI_NEO4J_BOLT_PORT']}",
+            f"http://127.0.0.1:{HENV['HIMARI_NEO4J_HTTP_PORT']}",
+            RUN_DIR / "secrets/neo4j_password")
+
+
 def stack(verb: str, *names: str):
     """scripts/stack.sh VERB NAMES (e.g. stop redis, start redis), on the test profile."""
     subprocess.run([str(ROOT / "scripts/stack.sh"), verb, *names], cwd=ROOT, check=True,
