@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/run.sh - `make run` / `make stop` / `make status`: the local system in one command.
 #
-#   start   install what is missing, build, start Kafka + Redis + PostgreSQL + S3 (versitygw) on loopback
+#   start   install what is missing, build, start Kafka + Redis + PostgreSQL + S3 (versitygw) + Neo4j on loopback
 #           (dev profile ports), create the topics, start every service that exists and
 #           the simulated market feed, wait until they are ready, print where to look
 #   stop    stop the feed, the services (SIGTERM: they commit and leave cleanly) and the
@@ -81,6 +81,8 @@ service_env() {
 		"HIMARI_S3_ACCESS_KEY_FILE=$HIMARI_RUN_DIR/secrets/s3_access_key" \
 		"HIMARI_S3_SECRET_KEY_FILE=$HIMARI_RUN_DIR/secrets/s3_secret_key" \
 		"HIMARI_ARCHIVE_DIRECTORY=$HIMARI_RUN_DIR/archive" \
+		"HIMARI_NEO4J_URL=http://127.0.0.1:$HIMARI_NEO4J_HTTP_PORT" \
+		"HIMARI_NEO4J_PASSWORD_FILE=$HIMARI_RUN_DIR/secrets/neo4j_password" \
 		"HIMARI_SERVICE_INSTANCE_ID=$name-dev"
 }
 
@@ -153,7 +155,7 @@ cmd_start() {
 	make --no-print-directory build
 	mkdir -p "$SERVICES_DIR" "$LOG_DIR"
 	ensure_token
-	scripts/stack.sh start kafka redis postgres s3
+	scripts/stack.sh start kafka redis postgres s3 neo4j
 	build/bin/himari-topics --bootstrap "$HIMARI_KAFKA_BOOTSTRAP" ensure
 	local name
 	for name in $(services_present); do start_service "$name"; done
@@ -165,6 +167,7 @@ HIMARI is running (profile $HIMARI_PROFILE, files under $HIMARI_RUN_DIR):
   Kafka       $HIMARI_KAFKA_BOOTSTRAP   (topics: build/bin/himari-topics --bootstrap $HIMARI_KAFKA_BOOTSTRAP list)
   Redis       127.0.0.1:$HIMARI_REDIS_PORT   PostgreSQL 127.0.0.1:$HIMARI_PG_PORT (database himari_analytics)
   S3          http://127.0.0.1:$HIMARI_S3_PORT (versitygw, bucket $HIMARI_S3_BUCKET: the cold archive, a file per closed day and exchange)
+  Neo4j       bolt://127.0.0.1:$HIMARI_NEO4J_BOLT_PORT  http://127.0.0.1:$HIMARI_NEO4J_HTTP_PORT (user neo4j, password in $HIMARI_RUN_DIR/secrets/neo4j_password)
   feed        build/bin/himari-sim -> raw_market_data at $SIM_RATE records/s (log $LOG_DIR/himari-sim.log)
 EOF
 	for name in $(services_present); do
@@ -182,6 +185,8 @@ Look at it:
   build/bin/himarictl --target 127.0.0.1:$(grpc_port feature-engine) features BTC/USDT
   PGPASSWORD="\$(cat $HIMARI_RUN_DIR/secrets/postgres_password)" psql -h 127.0.0.1 -p $HIMARI_PG_PORT -U himari himari_analytics \\
     -c "SELECT bucket, symbol, exchange, open, high, low, close, trade_count FROM ohlcv_5min ORDER BY bucket DESC LIMIT 10"
+  curl -s -u "neo4j:\$(cat $HIMARI_RUN_DIR/secrets/neo4j_password)" -H 'Content-Type: application/json' http://127.0.0.1:$HIMARI_NEO4J_HTTP_PORT/db/neo4j/tx/commit \\
+    -d '{"statements":[{"statement":"MATCH (e) WHERE e:WhaleTransfer OR e:PriceMovement OR e:CascadeEvent RETURN labels(e)[0] AS kind, count(*) AS n"}]}'
   HIMARI_RUN_DIR=$HIMARI_RUN_DIR HIMARI_S3_PORT=$HIMARI_S3_PORT HIMARI_S3_BUCKET=$HIMARI_S3_BUCKET build/bin/himari-s3 ls market_data/
     (the archive: a day's files come 15 min after it ends, UTC; today's now: make export-day)
   make status
