@@ -323,11 +323,7 @@ static void pump(ar_pg *pg) {
                     watch(pg, UV_READABLE | UV_WRITABLE);
                     return;
                 }
-                if (PQflush(pg->conn) < 0) {
-                    drop(pg, "send", PQerrorMessage(pg->conn));
-                    return;
-                }
-                break;
+                break; /* what libpq could not send yet goes when the socket is writable */
             case PGRES_TUPLES_OK:
                 if (pg->last) PQclear(pg->last);
                 pg->last = r;
@@ -347,6 +343,14 @@ static void pump(ar_pg *pg) {
             drop(pg, "receive", PQerrorMessage(pg->conn));
             return;
         }
+    }
+    /* Flush again: a COPY queued above may be larger than the socket takes at once (then
+     * PQflush says 1, and the rest must go when the socket is writable, or the server
+     * waits for it for ever). */
+    f = PQflush(pg->conn);
+    if (f < 0) {
+        drop(pg, "send", PQerrorMessage(pg->conn));
+        return;
     }
     watch(pg, f == 1 || pg->copy_active ? UV_READABLE | UV_WRITABLE : UV_READABLE);
 }

@@ -174,3 +174,21 @@ def test_migrations_run_twice_change_nothing(postgres):
                                     (view,))]
         assert cols == ["bucket", "symbol", "exchange", "open", "high", "low", "close", "volume",
                         "trade_count", "avg_quality", "price_stddev", "price_range"]
+
+
+def test_a_batch_larger_than_the_socket_takes_at_once_commits(kafka, admin, postgres,
+                                                              service_factory, tmp_path):
+    """One COPY of ~6 MB (40,000 rows in a single batch): libpq cannot hand it to the socket
+    in one go, and the rest must follow when the socket is writable (a stall here held the
+    batch until the statement timeout, then resent it for ever)."""
+    t = tag()
+    records = quality_records(tmp_path, 40000, seed=47, exchange_tag=t, rate=400)
+    topic = new_topic(admin)
+    produce(topic, records)
+    start = time.time()
+    start_archiver(service_factory, topic, f"g-{t}", HIMARI_ARCHIVER_BATCH_MAX_ROWS=100000,
+                   HIMARI_ARCHIVER_BATCH_INTERVAL_MS=5000)
+    md, rj = wait_rows(topic, len(records), timeout=90)
+    accepted, _ = expected_rows(records)
+    assert md == len(accepted) and duplicates(topic) == 0
+    assert time.time() - start < 90
