@@ -43,8 +43,8 @@ struct ar_exporter {
     ar_export_ctl ctl;
     pass *running;
     bool closing, timer_closed; /* freed when both the timer and a running pass ended */
-    uint64_t passes, exported, failed;
-    int64_t rows_exported, bytes_exported;
+    uint64_t exported, failed;
+    int64_t rows_exported;
     char last_key[AR_EXPORT_KEY_MAX];
     char last_error[ERR_LEN];
     hm_counter *ok, *failures, *rows, *bytes;
@@ -98,7 +98,6 @@ static void log_day(ar_exporter *e, const day_done *d) {
     }
     e->exported++;
     e->rows_exported += r->rows;
-    e->bytes_exported += r->bytes;
     snprintf(e->last_key, sizeof(e->last_key), "%s", r->key);
     if (e->ok) {
         hm_counter_inc(e->ok);
@@ -119,7 +118,6 @@ static void pass_done(uv_work_t *req, int status) {
     pass *p = req->data;
     ar_exporter *e = p->e;
     e->running = NULL;
-    e->passes++;
     for (size_t i = 0; i < p->n_days; i++)
         log_day(e, &p->days[i]);
     if (p->rc != 0) {

@@ -125,7 +125,6 @@ void gw_batch_reset(gw_batch *b) {
     for (size_t i = 0; i < b->total; i++)
         free(b->ev[i].row);
     b->total = 0;
-    memset(b->n, 0, sizeof(b->n));
 }
 
 void gw_batch_free(gw_batch *b) {
@@ -322,7 +321,6 @@ int gw_batch_add(gw_batch *b, const char *json, size_t len, gw_reject *why) {
         b->cap = cap;
     }
     b->ev[b->total++] = (gw_event){.kind = kind, .row = row.data, .row_len = row.len};
-    b->n[kind]++;
     return 0;
 }
 

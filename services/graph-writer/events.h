@@ -54,7 +54,6 @@ typedef struct gw_event {
 typedef struct gw_batch {
     gw_event *ev;
     size_t total, cap;
-    size_t n[GW_KIND_COUNT]; /* events per kind */
 } gw_batch;
 
 /** Why an event was refused: the field and a sentence; static strings or in detail. */
