@@ -42,21 +42,15 @@ the delay from quality_scores to a queryable row, and the Parquet writer.
               left out. Also, from SQL, ingested_at (the batch transaction's start:
               now()) minus timestamp, and the archiver's commit_delay and batch_seconds
               histograms.
-  apply       where a batch's time goes in PostgreSQL: the same records as COPY text rows
-              of ar_stage (the archiver's format), sent in batches of --batch-rows by
-              psycopg2 to copies of the archiver's tables (schema bench_apply, LIKE ...
-              INCLUDING ALL, dropped at the end) with search_path bench_apply, public, so
-              that the archiver's own SQL functions run on the copies. Passes over the
-              same rows, each on emptied tables:
-                archiver     COPY ar_stage; SELECT himari_apply_batch(); COMMIT: the
-                             archiver's transaction
-                steps        the same, statement by statement, each timed: COPY ar_stage,
-                             the INSERT into market_data (RETURNING into ar_inserted),
-                             the rejects' INSERT, himari_note_days(), the two
-                             himari_fold_candles() calls, COMMIT
-                copy_direct  COPY straight into market_data (its columns only): no stage,
-                             no candles
-                copy_noidx   the same without market_data's three secondary indexes
+  apply       the database's floor: the same records as COPY text rows of market_data
+              (the archiver's format), sent in batches of --batch-rows by psycopg2 to a
+              copy of market_data (schema bench_apply, LIKE ... INCLUDING ALL, dropped at
+              the end), one commit per batch. Passes over the same rows, each on an
+              emptied table:
+                copy_direct  COPY into market_data with its unique key and the guide's
+                             three indexes: what the archiver's batch costs at least
+                             (its candles and day counts come folded: a few rows)
+                copy_noidx   the same without the three secondary indexes
   parquet     build/bin/parquet-write --rows N --codec C for each of --codecs, --rounds
               times (median): MB/s of JSON lines written as Parquet, rows/s, bytes, and
               the ratio JSON lines : Parquet.
@@ -542,7 +536,8 @@ def cleanup_archiver_rows(args, topic, tag):
                      DELETE FROM market_data_rejects WHERE source_topic = %(t)s;
                      DELETE FROM ohlcv_5min_state WHERE exchange LIKE %(l)s;
                      DELETE FROM ohlcv_1hour_state WHERE exchange LIKE %(l)s;
-                     DELETE FROM market_data_days WHERE exchange LIKE %(l)s""",
+                     DELETE FROM market_data_days WHERE exchange LIKE %(l)s;
+                     DELETE FROM archiver_offsets WHERE source_topic = %(t)s""",
             {"t": topic, "l": like}, fetch=False)
 
 
@@ -798,7 +793,7 @@ def iso_ms(ms):
 
 
 def copy_text(value: bytes, topic, partition, offset):
-    """A record as the archiver's COPY text row of ar_stage (services/archiver/rows.c,
+    """A record as the archiver's COPY text row of market_data (services/archiver/rows.c,
     add_accepted), for the clean records of quality_file (no text needs escaping)."""
     d = json.loads(value)
     vol = d.get("volume")
@@ -807,35 +802,9 @@ def copy_text(value: bytes, topic, partition, offset):
         iso_ms(d["timestamp"]), d["symbol"], d["exchange"], repr(float(d["price"])),
         "\\N" if vol is None else repr(float(vol)), repr(float(d["quality_score"])), issues,
         d.get("trade_id") or "\\N", d.get("side") or "\\N", d.get("type") or "trade",
-        d.get("processed_at") or "\\N", topic, str(partition), str(offset),
-        "\\N", "\\N", "\\N", "\\N"]) + "\n"
+        d.get("processed_at") or "\\N", topic, str(partition), str(offset)]) + "\n"
 
 
-# sql/003's himari_apply_batch(), statement by statement.
-APPLY_STEPS = [
-    ("insert_market_data", """
-        WITH ins AS (
-            INSERT INTO market_data (timestamp, symbol, exchange, price, volume, quality_score,
-                                     issues, trade_id, side, type, processed_at, source_topic,
-                                     source_partition, source_offset)
-            SELECT timestamp, symbol, exchange, price, volume, quality_score, issues, trade_id,
-                   side, type, processed_at, source_topic, source_partition, source_offset
-            FROM ar_stage WHERE reject_reason IS NULL
-            ON CONFLICT DO NOTHING
-            RETURNING timestamp, symbol, exchange, price, volume, quality_score, type,
-                      source_partition, source_offset)
-        INSERT INTO ar_inserted SELECT * FROM ins"""),
-    ("insert_rejects", """
-        INSERT INTO market_data_rejects (source_topic, source_partition, source_offset, reason,
-                                         field, detail, symbol, exchange, timestamp, record)
-        SELECT source_topic, source_partition, source_offset, reject_reason, reject_field,
-               reject_detail, symbol, exchange, timestamp, record
-        FROM ar_stage WHERE reject_reason IS NOT NULL
-        ON CONFLICT DO NOTHING"""),
-    ("note_days", "SELECT himari_note_days()"),
-    ("fold_candles_5min", "SELECT himari_fold_candles('ohlcv_5min_state', INTERVAL '5 minutes')"),
-    ("fold_candles_1hour", "SELECT himari_fold_candles('ohlcv_1hour_state', INTERVAL '1 hour')"),
-]
 BENCH_TABLES = ("market_data", "market_data_rejects", "ohlcv_5min_state", "ohlcv_1hour_state",
                 "market_data_days")
 
@@ -856,8 +825,6 @@ def apply(args):
                                                                        args.batch_rows)]
     del lines
     md_cols = ", ".join(COLUMNS)
-    direct = [("\n".join("\t".join(r.split("\t")[:14]) for r in b.splitlines()) + "\n")
-              for b in batches]
     day = datetime.datetime.fromtimestamp(start_ms / 1000, datetime.timezone.utc).date()
     # The partitions by hand: himari_ensure_partitions() would find public's of that day.
     parts = "".join(
@@ -904,34 +871,11 @@ def apply(args):
             results.append(r)
             say(f"{name}: {r['rows_per_s']:,} rows/s")
 
-        def as_archiver():
-            for b in batches:
-                cur.copy_expert("COPY ar_stage FROM STDIN", io.StringIO(b))
-                cur.execute("SELECT * FROM himari_apply_batch()")
-                conn.commit()
-
-        def by_steps():
-            acc = {"copy_stage": 0.0, **{k: 0.0 for k, _ in APPLY_STEPS}, "commit": 0.0}
-            for b in batches:
-                t = time.monotonic()
-                cur.copy_expert("COPY ar_stage FROM STDIN", io.StringIO(b))
-                acc["copy_stage"] += time.monotonic() - t
-                for k, sql in APPLY_STEPS:
-                    t = time.monotonic()
-                    cur.execute(sql)
-                    acc[k] += time.monotonic() - t
-                t = time.monotonic()
-                conn.commit()
-                acc["commit"] += time.monotonic() - t
-            return acc
-
         def copy_direct():
-            for b in direct:
+            for b in batches:
                 cur.copy_expert(f"COPY market_data ({md_cols}) FROM STDIN", io.StringIO(b))
                 conn.commit()
 
-        timed("archiver", as_archiver)
-        timed("steps", by_steps)
         timed("copy_direct", copy_direct)
         cur.execute("""SELECT string_agg(format('DROP INDEX bench_apply.%I', indexname), ';')
                        FROM pg_indexes WHERE schemaname = 'bench_apply'

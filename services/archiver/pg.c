@@ -36,7 +36,9 @@ struct ar_pg {
     bool fatal;
     /* the query in flight */
     bool in_flight;
-    const char *copy;
+    ar_pg_copy copies[AR_PG_MAX_COPIES]; /* the data of its COPYs, in order */
+    size_t n_copies, copy_next;          /* copies[copy_next - 1] is being sent */
+    const char *copy;                    /* ... that one */
     size_t copy_len, copy_sent;
     bool copy_active, copy_ended;
     char first_error[512];
@@ -246,12 +248,15 @@ static void finish_query(ar_pg *pg, int err, const char *reason) {
     if (last) PQclear(last);
 }
 
-static int send_query(ar_pg *pg, const char *sql, const char *copy, size_t copy_len) {
-    assert(!pg->in_flight && pg->conn);
+static int send_query(ar_pg *pg, const char *sql, const ar_pg_copy *copies, size_t n_copies) {
+    assert(!pg->in_flight && pg->conn && n_copies <= AR_PG_MAX_COPIES);
     if (!PQsendQuery(pg->conn, sql)) return -EIO;
     pg->in_flight = true;
-    pg->copy = copy;
-    pg->copy_len = copy_len;
+    if (n_copies) memcpy(pg->copies, copies, n_copies * sizeof(*copies));
+    pg->n_copies = n_copies;
+    pg->copy_next = 0;
+    pg->copy = NULL;
+    pg->copy_len = 0;
     pg->copy_sent = 0;
     pg->copy_active = pg->copy_ended = false;
     pg->first_error[0] = '\0';
@@ -314,10 +319,15 @@ static void pump(ar_pg *pg) {
         switch (PQresultStatus(r)) {
             case PGRES_COPY_IN:
                 PQclear(r);
-                if (!pg->copy) {
+                if (pg->copy_next == pg->n_copies) {
                     PQputCopyEnd(pg->conn, "no COPY data was given");
                     break;
                 }
+                pg->copy = pg->copies[pg->copy_next].data;
+                pg->copy_len = pg->copies[pg->copy_next].len;
+                pg->copy_next++;
+                pg->copy_sent = 0;
+                pg->copy_ended = false;
                 pg->copy_active = true;
                 if (!put_copy(pg)) {
                     watch(pg, UV_READABLE | UV_WRITABLE);
@@ -483,10 +493,10 @@ ar_pg *ar_pg_new(uv_loop_t *loop, const ar_pg_opts *opts) {
     return pg;
 }
 
-int ar_pg_query(ar_pg *pg, const char *sql, const char *copy, size_t copy_len, ar_pg_query_cb cb,
-                void *ud) {
+int ar_pg_query(ar_pg *pg, const char *sql, const ar_pg_copy *copies, size_t n_copies,
+                ar_pg_query_cb cb, void *ud) {
     if (pg->state != AR_PG_READY || pg->in_flight) return -EAGAIN;
-    if (send_query(pg, sql, copy, copy_len) != 0) {
+    if (send_query(pg, sql, copies, n_copies) != 0) {
         drop(pg, "send", PQerrorMessage(pg->conn));
         return -EAGAIN;
     }

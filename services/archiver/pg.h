@@ -7,7 +7,8 @@
  *     '----------- error, timeout, server gone (back-off 100 ms .. 5 s) ------'
  *
  * A query may carry COPY data: the statements are sent as one simple query (one implicit
- * transaction, one round trip), and the data is streamed when the server asks for it.
+ * transaction, one round trip), and each COPY's data is streamed when the server asks for
+ * it.
  * Every failure closes the connection (which rolls back what was open) and reconnects
  * with back-off; the query's callback gets the error, and the caller decides to retry.
  * Never blocks the loop.
@@ -52,13 +53,20 @@ typedef struct ar_pg_opts {
 /** @brief Create the connection and start connecting. Close with ar_pg_close. */
 ar_pg *ar_pg_new(uv_loop_t *loop, const ar_pg_opts *opts);
 
+/** The data of one COPY FROM STDIN (referenced, not copied). */
+typedef struct ar_pg_copy {
+    const char *data;
+    size_t len;
+} ar_pg_copy;
+#define AR_PG_MAX_COPIES 8
+
 /**
- * @brief Send sql (one or more statements) and, when it contains a COPY FROM STDIN, data
- * copy[0..copy_len) (referenced, not copied: keep it until cb). One at a time.
+ * @brief Send sql (one or more statements) and, for its i-th COPY FROM STDIN, the data
+ * copies[i] (keep it until cb). One query at a time.
  * @return 0 (cb will be called exactly once), -EAGAIN when not READY (cb not called).
  */
-int ar_pg_query(ar_pg *pg, const char *sql, const char *copy, size_t copy_len, ar_pg_query_cb cb,
-                void *ud) HM_MUST_CHECK;
+int ar_pg_query(ar_pg *pg, const char *sql, const ar_pg_copy *copies, size_t n_copies,
+                ar_pg_query_cb cb, void *ud) HM_MUST_CHECK;
 
 ar_pg_state ar_pg_get_state(const ar_pg *pg);
 const char *ar_pg_state_name(ar_pg_state s);

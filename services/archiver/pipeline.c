@@ -4,15 +4,21 @@
  *
  *   quality_scores --process--> pending (COPY rows, rows.h)
  *                   sink_flush: pending becomes the flushing batch, sent as one
- *                   transaction: ensure partitions; COPY ar_stage; himari_apply_batch()
+ *                   transaction: ensure partitions; claim the batch's offsets; COPY
+ *                   market_data, market_data_rejects, the batch's partial candles and day
+ *                   counts (rollups.h); merge those into the candles and the day counts
  *                   committed --> hm_stage_sink_done(0): the batch's offsets are committed
+ *                   archived  --> some rows were archived already (the claim says up to
+ *                                 which offset per partition): they leave the batch, the
+ *                                 rest is sent at once
  *                   failed    --> hm_stage_sink_done(-EIO): the framework holds the input
  *                                 and asks again after a back-off; the same batch is sent
  *
- * A record is in market_data (or market_data_rejects) before its offset is committed; a
- * crash after the database committed and before the offsets were re-delivers the batch,
- * and the unique source coordinates make that a no-op (candles included). Maintenance
- * (partitions ahead, retention) runs between batches on the same connection.
+ * A record is in market_data (or market_data_rejects) before its offset is committed to
+ * Kafka, and its offset is in archiver_offsets in the same transaction as the record. A
+ * crash after the database committed and before Kafka did re-delivers the batch; the claim
+ * finds those offsets archived, so they are taken out and add nothing (candles included).
+ * Maintenance (partitions ahead, retention) runs between batches on the same connection.
  */
 #include "pipeline.h"
 
@@ -24,9 +30,16 @@
 #include "exporter.h"
 #include "himari/log.h"
 #include "pg.h"
+#include "rollups.h"
 #include "rows.h"
 
 #define MS_PER_DAY 86400000LL
+
+/* A partition's offsets in a batch: [first, next). */
+typedef struct ar_claim {
+    int32_t partition;
+    int64_t first, next;
+} ar_claim;
 
 typedef struct ar_kafka {
     hm_stage stage; /* first: the framework's part */
@@ -44,6 +57,10 @@ typedef struct ar_kafka {
     uv_timer_t maint_timer;
     bool timer_open;
     hm_buf sql;
+    ar_rollups rollups;
+    hm_buf candles, days; /* the flushing batch's partial candles and day counts */
+    ar_claim *claims;     /* per partition of the flushing batch */
+    size_t n_claims, cap_claims;
     uint64_t flush_started_ns;
     uint64_t batches_committed, batch_failures;
     int64_t last_batch_rows;
@@ -99,10 +116,53 @@ static void flush_done(ar_kafka *k, int err, const char *reason) {
     hm_stage_sink_done(&k->stage, err, reason);
 }
 
-/* One simple query: one implicit transaction, one round trip plus the COPY data. */
-static void build_batch_sql(ar_kafka *k) {
+static int by_partition(const void *a, const void *b) {
+    int32_t x = ((const ar_claim *)a)->partition, y = ((const ar_claim *)b)->partition;
+    return (x > y) - (x < y);
+}
+
+/* The offsets of the flushing batch per partition, in ascending partition order (the
+ * order himari_claim_offsets locks them in). */
+static void collect_claims(ar_kafka *k) {
     const ar_rows *b = k->flushing;
+    k->n_claims = 0;
+    for (size_t i = 0; i < b->n_rows; i++) {
+        const ar_row *row = &b->rows[i];
+        size_t c = 0;
+        while (c < k->n_claims && k->claims[c].partition != row->partition)
+            c++;
+        if (c == k->n_claims) {
+            if (k->n_claims == k->cap_claims) {
+                k->cap_claims = k->cap_claims ? 2 * k->cap_claims : 16;
+                k->claims = hm_xrealloc(k->claims, k->cap_claims * sizeof(*k->claims));
+            }
+            k->claims[k->n_claims++] = (ar_claim){row->partition, row->offset, row->offset + 1};
+        }
+        ar_claim *cl = &k->claims[c];
+        if (row->offset < cl->first) cl->first = row->offset;
+        if (row->offset >= cl->next) cl->next = row->offset + 1;
+    }
+    qsort(k->claims, k->n_claims, sizeof(*k->claims), by_partition);
+}
+
+static void put_array(hm_buf *b, const ar_kafka *k, int what) {
+    hm_buf_puts(b, "'{");
+    for (size_t i = 0; i < k->n_claims; i++) {
+        const ar_claim *c = &k->claims[i];
+        if (i) hm_buf_putc(b, ',');
+        hm_buf_i64(b, what == 0 ? c->partition : what == 1 ? c->first : c->next);
+    }
+    hm_buf_puts(b, "}'");
+}
+
+/* One simple query: one implicit transaction, one round trip plus the COPY data. Fills
+ * copies (in the order of the statements' COPYs). */
+static size_t build_batch_sql(ar_kafka *k, ar_pg_copy *copies) {
+    const ar_rows *b = k->flushing;
+    size_t n = 0;
     hm_buf_reset(&k->sql);
+    hm_buf_reset(&k->candles);
+    hm_buf_reset(&k->days);
     if (b->n_days) {
         hm_buf_puts(&k->sql, "SELECT himari_ensure_partitions('{");
         for (size_t i = 0; i < b->n_days; i++) {
@@ -113,8 +173,59 @@ static void build_batch_sql(ar_kafka *k) {
         }
         hm_buf_puts(&k->sql, "}'::date[]);");
     }
-    hm_buf_puts(&k->sql, "COPY ar_stage FROM STDIN;SELECT * FROM himari_apply_batch()");
+    collect_claims(k);
+    hm_buf_puts(&k->sql, "SELECT himari_claim_offsets('");
+    for (const char *p = k->cfg->input_topic; *p; p++) {
+        if (*p == '\'') hm_buf_putc(&k->sql, '\'');
+        hm_buf_putc(&k->sql, *p);
+    }
+    hm_buf_puts(&k->sql, "', ");
+    put_array(&k->sql, k, 0);
+    hm_buf_puts(&k->sql, ", ");
+    put_array(&k->sql, k, 1);
+    hm_buf_puts(&k->sql, ", ");
+    put_array(&k->sql, k, 2);
+    hm_buf_puts(&k->sql, ");");
+    if (b->accepted) {
+        hm_buf_printf(&k->sql, "COPY market_data (%s) FROM STDIN (FORMAT binary);",
+                      ar_rows_columns);
+        copies[n++] = (ar_pg_copy){b->copy.data, b->copy.len};
+    }
+    if (b->rejected) {
+        hm_buf_printf(&k->sql, "COPY market_data_rejects (%s) FROM STDIN;", ar_rows_reject_columns);
+        copies[n++] = (ar_pg_copy){b->rejects.data, b->rejects.len};
+    }
+    /* On TimescaleDB the continuous aggregates follow market_data by themselves. */
+    bool fold = strcmp(ar_pg_storage(k->pg), "timescaledb") != 0;
+    size_t partials = ar_rollups_build(&k->rollups, b, &k->candles, &k->days);
+    if (k->days.len) {
+        hm_buf_printf(&k->sql, "COPY ar_batch_days (%s) FROM STDIN;", ar_rollups_day_columns);
+        copies[n++] = (ar_pg_copy){k->days.data, k->days.len};
+    }
+    if (fold && partials) {
+        hm_buf_printf(&k->sql, "COPY ar_candles (%s) FROM STDIN;", ar_rollups_candle_columns);
+        copies[n++] = (ar_pg_copy){k->candles.data, k->candles.len};
+    }
+    hm_buf_puts(&k->sql, "SELECT himari_note_days(), himari_apply_rollups()");
     hm_buf_putc(&k->sql, '\0');
+    return n;
+}
+
+/* "... himari_offsets_archived 3:4567 5:100 ..." (sql/007): the floors, or 0 when the
+ * message is not that one. */
+static size_t archived_floors(const char *reason, ar_offset_floor *out, size_t cap) {
+    const char *p = reason ? strstr(reason, "himari_offsets_archived") : NULL;
+    if (!p) return 0;
+    p += strlen("himari_offsets_archived");
+    size_t n = 0;
+    int32_t part;
+    long long next;
+    int used;
+    while (n < cap && sscanf(p, " %" SCNd32 ":%lld%n", &part, &next, &used) == 2) {
+        out[n++] = (ar_offset_floor){part, (int64_t)next};
+        p += used;
+    }
+    return n;
 }
 
 static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *last, void *ud) {
@@ -122,20 +233,28 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
     ar_kafka *k = ud;
     k->batch_in_flight = false;
     double secs = (double)(hm_mono_ns() - k->flush_started_ns) / 1e9;
-    if (!err && (!last || PQntuples(last) != 1 || PQnfields(last) != 3)) {
+    if (!err && (!last || PQntuples(last) != 1)) {
         err = -EPROTO;
-        reason = "himari_apply_batch() returned no (inserted, duplicates, rejected) row";
+        reason = "the batch's last statement returned no row";
     }
     if (err) {
+        ar_offset_floor floors[64];
+        size_t nf = archived_floors(reason, floors, HM_ARRAY_LEN(floors));
+        size_t dropped = nf ? ar_rows_drop_archived(k->flushing, floors, nf) : 0;
+        if (dropped) {
+            /* A redelivery: what is archived leaves the batch; the rest goes at once. */
+            hm_counter_add(k->duplicates, (double)dropped);
+            hm_log_info("archived_rows_dropped", HM_LI("rows", (int64_t)dropped),
+                        HM_LI("left", (int64_t)ar_rows_count(k->flushing)));
+            flush_now(k);
+            return;
+        }
         flush_done(k, -EIO, reason ? reason : "postgres: batch failed");
         maybe_maintain(k);
         return;
     }
-    uint64_t ins = strtoull(PQgetvalue(last, 0, 0), NULL, 10);
-    uint64_t dup = strtoull(PQgetvalue(last, 0, 1), NULL, 10);
-    uint64_t rej = strtoull(PQgetvalue(last, 0, 2), NULL, 10);
+    uint64_t ins = k->flushing->accepted, rej = k->flushing->rejected;
     hm_counter_add(k->inserted, (double)ins);
-    hm_counter_add(k->duplicates, (double)dup);
     hm_counter_add(k->rejected, (double)rej);
     hm_histogram_observe(k->batch_seconds, secs);
     int64_t now_ms = hm_now_ms();
@@ -144,7 +263,7 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
     k->batches_committed++;
     k->last_batch_rows = (int64_t)ar_rows_count(k->flushing);
     hm_log_debug("batch_committed", HM_LI("rows", k->last_batch_rows), HM_LI("inserted", ins),
-                 HM_LI("duplicates", dup), HM_LI("rejected", rej), HM_LD("seconds", secs));
+                 HM_LI("rejected", rej), HM_LD("seconds", secs));
     ar_rows_reset(k->flushing);
     k->flushing_oldest_ms = INT64_MAX;
     flush_done(k, 0, NULL);
@@ -154,6 +273,7 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
 static void flush_now(ar_kafka *k) {
     k->flush_waiting = false;
     if (ar_rows_count(k->flushing) == 0) {
+        ar_rows_reset(k->flushing); /* e.g. all of it was archived already */
         flush_done(k, 0, NULL);
         return;
     }
@@ -166,11 +286,11 @@ static void flush_now(ar_kafka *k) {
         flush_done(k, -EIO, why);
         return;
     }
-    build_batch_sql(k);
+    ar_pg_copy copies[AR_PG_MAX_COPIES];
+    size_t n_copies = build_batch_sql(k, copies);
     k->flush_started_ns = hm_mono_ns();
     k->batch_in_flight = true;
-    if (ar_pg_query(k->pg, k->sql.data, k->flushing->copy.data, k->flushing->copy.len, on_batch,
-                    k) != 0) {
+    if (ar_pg_query(k->pg, k->sql.data, copies, n_copies, on_batch, k) != 0) {
         k->batch_in_flight = false;
         flush_done(k, -EIO, "postgres: the batch could not be sent");
     }
@@ -288,7 +408,11 @@ static void ar_destroy(hm_stage *st) {
     if (st->svc->metrics) hm_metrics_remove_collect(st->svc->metrics, collect, k);
     ar_rows_free(&k->batches[0]);
     ar_rows_free(&k->batches[1]);
+    ar_rollups_free(&k->rollups);
     hm_buf_free(&k->sql);
+    hm_buf_free(&k->candles);
+    hm_buf_free(&k->days);
+    free(k->claims);
 }
 
 static const hm_stage_ops k_ops = {
@@ -344,8 +468,9 @@ void ar_pipeline_reconfigure(void *ud) {
 static void register_metrics(ar_kafka *k, hm_metrics *m) {
     hm_metric_family *rows = hm_metrics_counter(
         m, "himari_archiver_rows_total",
-        "Rows committed to PostgreSQL by result: inserted (new in market_data), duplicate "
-        "(already there: a redelivery), rejected (new in market_data_rejects).",
+        "Records by result: inserted (new in market_data), rejected (new in "
+        "market_data_rejects), duplicate (archived already, in either: a redelivery, left "
+        "out of its batch).",
         "result");
     k->inserted = hm_metrics_counter_child(rows, "inserted");
     k->duplicates = hm_metrics_counter_child(rows, "duplicate");

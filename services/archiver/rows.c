@@ -1,6 +1,7 @@
 /*
- * rows.c: quality records to COPY text rows of ar_stage (rows.h). The hot path of the
- * archiver: one decode, a few appends per field, no allocation once the buffers grew.
+ * rows.c: quality records to COPY rows of market_data (binary) and market_data_rejects
+ * (text) (rows.h). The hot path of the archiver: one decode, a few appends per field, no
+ * allocation once the buffers grew.
  */
 #include "rows.h"
 
@@ -74,12 +75,18 @@ static void note_day(ar_rows *r, int32_t day) {
 
 /* ---- COPY text fields --------------------------------------------------------------- */
 
+const char ar_rows_columns[] =
+    "timestamp, symbol, exchange, price, volume, quality_score, issues, trade_id, side, type, "
+    "processed_at, source_topic, source_partition, source_offset";
+const char ar_rows_reject_columns[] =
+    "source_topic, source_partition, source_offset, reason, field, detail, symbol, exchange, "
+    "timestamp, record";
+
 static void put_null(hm_buf *b) {
     hm_buf_append(b, "\\N", 2);
 }
 
-/* COPY text format: backslash, tab, newline and carriage return are escaped. */
-static void put_text(hm_buf *b, const char *s, size_t n) {
+void ar_copy_text(hm_buf *b, const char *s, size_t n) {
     hm_buf_reserve(b, n);
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -103,17 +110,13 @@ static void put_text(hm_buf *b, const char *s, size_t n) {
 }
 
 static void put_cstr(hm_buf *b, const char *s) {
-    put_text(b, s, strlen(s));
+    ar_copy_text(b, s, strlen(s));
 }
 
-static void put_time(hm_buf *b, int64_t ms) {
+void ar_copy_time(hm_buf *b, int64_t ms) {
     char iso[25];
     hm_format_iso8601_ms(ms, iso);
     hm_buf_append(b, iso, 24);
-}
-
-static void put_double(hm_buf *b, double v) {
-    hm_json_double(b, v); /* shortest round-trip form; finite here */
 }
 
 static void put_bytea(hm_buf *b, const char *p, size_t n) {
@@ -140,13 +143,107 @@ static int unescaped(ar_rows *r, hm_span s) {
     return 0;
 }
 
-/* The issues as an array literal {"A","B"}: every name the record carries, known or not
- * (a newer validator's), in its order. Names are JSON strings; quoting every element keeps
- * a name such as NULL from becoming a null. */
-static void put_issues(ar_rows *r, const hm_quality *q) {
+/* ---- COPY binary fields (market_data's rows) ------------------------------------------
+ * The binary format spares the server parsing every timestamp, number and array from
+ * text: about a third of its CPU per row (docs/BENCHMARKS.md, "Archiver"). Each field is
+ * its length (int32, big-endian; -1: NULL) and the value as the type's send function
+ * writes it. */
+
+#define PG_EPOCH_MS 946684800000LL /* 2000-01-01T00:00:00Z, PostgreSQL's zero */
+#define TEXT_OID    25
+#define N_COLUMNS   14
+
+/* "PGCOPY\n\377\r\n\0", flags 0, no header extension. */
+static const char k_binary_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0";
+
+static void be16(hm_buf *b, uint16_t v) {
+    unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+    hm_buf_append(b, x, 2);
+}
+
+static void be32(hm_buf *b, uint32_t v) {
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    hm_buf_append(b, x, 4);
+}
+
+static void be64(hm_buf *b, uint64_t v) {
+    be32(b, (uint32_t)(v >> 32));
+    be32(b, (uint32_t)v);
+}
+
+static void patch32(hm_buf *b, size_t at, uint32_t v) {
+    unsigned char *p = (unsigned char *)b->data + at;
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static void bin_null(hm_buf *b) {
+    be32(b, UINT32_MAX);
+}
+
+static void bin_bytes(hm_buf *b, const char *p, size_t n) {
+    be32(b, (uint32_t)n);
+    hm_buf_append(b, p, n);
+}
+
+static void bin_cstr(hm_buf *b, const char *s) {
+    bin_bytes(b, s, strlen(s));
+}
+
+static void bin_time(hm_buf *b, int64_t ms) {
+    be32(b, 8);
+    be64(b, (uint64_t)((ms - PG_EPOCH_MS) * 1000));
+}
+
+static void bin_f8(hm_buf *b, double v) {
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    be32(b, 8);
+    be64(b, u);
+}
+
+static void bin_f4(hm_buf *b, float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    be32(b, 4);
+    be32(b, u);
+}
+
+static void bin_i4(hm_buf *b, int32_t v) {
+    be32(b, 4);
+    be32(b, (uint32_t)v);
+}
+
+static void bin_i8(hm_buf *b, int64_t v) {
+    be32(b, 8);
+    be64(b, (uint64_t)v);
+}
+
+static void bin_span(ar_rows *r, hm_buf *b, hm_span s) {
+    if (unescaped(r, s) == 0)
+        bin_bytes(b, r->scratch.data, r->scratch.len);
+    else
+        bin_null(b);
+}
+
+/* The issues as a one-dimensional text[] (array_send: ndim, flags, element type, then
+ * size and lower bound, then the elements; no element: ndim 0): every name the record
+ * carries, known or not (a newer validator's), in its order. */
+static void bin_issues(ar_rows *r, const hm_quality *q) {
     hm_buf *b = &r->copy;
-    hm_buf_putc(b, '{');
-    bool first = true;
+    size_t len_at = b->len;
+    be32(b, 0); /* the field's length, patched below */
+    size_t arr_at = b->len;
+    be32(b, 1);
+    be32(b, 0);
+    be32(b, TEXT_OID);
+    size_t count_at = b->len;
+    be32(b, 0); /* the element count, patched below */
+    be32(b, 1);
+    uint32_t count = 0;
     if (q->st[HM_QFIELD_ISSUES] == HM_F_OK && q->issues_text.len >= 2) {
         const char *p = q->issues_text.p + 1, *end = q->issues_text.p + q->issues_text.len - 1;
         while (p < end) {
@@ -160,28 +257,24 @@ static void put_issues(ar_rows *r, const hm_quality *q) {
             hm_buf_reset(&r->scratch);
             if (hm_json_unescape(&r->scratch, s, (size_t)(p - s)) == 0 &&
                 !memchr(r->scratch.data, '\0', r->scratch.len)) {
-                if (!first) hm_buf_putc(b, ',');
-                first = false;
-                hm_buf_putc(b, '"');
-                for (size_t i = 0; i < r->scratch.len; i++) {
-                    char c = r->scratch.data[i];
-                    if (c == '"' || c == '\\') put_text(b, "\\", 1);
-                    put_text(b, &c, 1);
-                }
-                hm_buf_putc(b, '"');
+                bin_bytes(b, r->scratch.data, r->scratch.len);
+                count++;
             }
             p++;
         }
     } else {
         for (hm_qcodeset c = q->codes; c; c &= c - 1) {
-            if (!first) hm_buf_putc(b, ',');
-            first = false;
-            hm_buf_putc(b, '"');
-            hm_buf_puts(b, hm_qcode_name((hm_qcode)__builtin_ctzll(c)));
-            hm_buf_putc(b, '"');
+            bin_cstr(b, hm_qcode_name((hm_qcode)__builtin_ctzll(c)));
+            count++;
         }
     }
-    hm_buf_putc(b, '}');
+    if (count == 0) {
+        b->len = arr_at + 12; /* ndim 0, flags, type: the empty array */
+        patch32(b, arr_at, 0);
+    } else {
+        patch32(b, count_at, count);
+    }
+    patch32(b, len_at, (uint32_t)(b->len - arr_at));
 }
 
 /* ---- classification ----------------------------------------------------------------- */
@@ -255,6 +348,20 @@ static bool acceptable(ar_rows *r, const hm_quality *q, const ar_rows_limits *li
 
 /* ---- rows ----------------------------------------------------------------------------- */
 
+static ar_row *new_row(ar_rows *r, const ar_source *src, bool rejected, const hm_buf *b) {
+    if (r->n_rows == r->cap_rows) {
+        r->cap_rows = r->cap_rows ? r->cap_rows * 2 : 1024;
+        r->rows = hm_xrealloc(r->rows, r->cap_rows * sizeof(*r->rows));
+    }
+    ar_row *row = &r->rows[r->n_rows++];
+    memset(row, 0, sizeof(*row));
+    row->offset = src->offset;
+    row->partition = src->partition;
+    row->rejected = rejected;
+    row->start = (uint32_t)b->len;
+    return row;
+}
+
 static void put_source(hm_buf *b, const ar_source *src) {
     put_cstr(b, src->topic);
     tab(b);
@@ -263,52 +370,118 @@ static void put_source(hm_buf *b, const ar_source *src) {
     hm_buf_i64(b, src->offset);
 }
 
-static void put_span_text(ar_rows *r, hm_span s) {
+static void put_span_text(ar_rows *r, hm_buf *b, hm_span s) {
     if (unescaped(r, s) == 0)
-        put_text(&r->copy, r->scratch.data, r->scratch.len);
+        ar_copy_text(b, r->scratch.data, r->scratch.len);
     else
-        put_null(&r->copy);
+        put_null(b);
+}
+
+static uint64_t hash_bytes(const char *p, size_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static const char *key_bytes(const ar_rows *r, uint32_t k, size_t *len) {
+    uint32_t at = r->key_at[k];
+    uint32_t end = k + 1 < r->n_keys ? r->key_at[k + 1] : (uint32_t)r->key_text.len;
+    *len = end - at;
+    return r->key_text.data + at;
+}
+
+static void key_slots_grow(ar_rows *r) {
+    free(r->key_slots);
+    r->n_slots = r->n_slots ? r->n_slots * 2 : 64;
+    r->key_slots = hm_xcalloc(r->n_slots, sizeof(*r->key_slots));
+    for (uint32_t k = 0; k < r->n_keys; k++) {
+        size_t len;
+        const char *p = key_bytes(r, k, &len);
+        size_t i = hash_bytes(p, len) & (r->n_slots - 1);
+        while (r->key_slots[i])
+            i = (i + 1) & (r->n_slots - 1);
+        r->key_slots[i] = k + 1;
+    }
+}
+
+/* The index of r->key_tmp ("symbol\0exchange\0") among the batch's keys, added if new. */
+static uint32_t intern_key(ar_rows *r) {
+    if (2 * (r->n_keys + 1) > r->n_slots) key_slots_grow(r);
+    const char *p = r->key_tmp.data;
+    size_t n = r->key_tmp.len;
+    size_t i = hash_bytes(p, n) & (r->n_slots - 1);
+    for (; r->key_slots[i]; i = (i + 1) & (r->n_slots - 1)) {
+        size_t len;
+        const char *q = key_bytes(r, r->key_slots[i] - 1, &len);
+        if (len == n && memcmp(p, q, n) == 0) return r->key_slots[i] - 1;
+    }
+    if (r->n_keys == r->cap_keys) {
+        r->cap_keys = r->cap_keys ? r->cap_keys * 2 : 16;
+        r->key_at = hm_xrealloc(r->key_at, r->cap_keys * sizeof(*r->key_at));
+    }
+    r->key_at[r->n_keys] = (uint32_t)r->key_text.len;
+    hm_buf_append(&r->key_text, p, n);
+    r->key_slots[i] = (uint32_t)r->n_keys + 1;
+    return (uint32_t)r->n_keys++;
+}
+
+void ar_rows_key(const ar_rows *r, uint32_t k, const char **symbol, const char **exchange) {
+    *symbol = r->key_text.data + r->key_at[k];
+    *exchange = *symbol + strlen(*symbol) + 1;
+}
+
+/* symbol (unescaped in r->scratch) and the exchange's text become the row's key. */
+static void note_key(ar_rows *r, ar_row *row, const hm_tick *t) {
+    hm_buf_reset(&r->key_tmp);
+    if (unescaped(r, t->symbol) == 0) hm_buf_append(&r->key_tmp, r->scratch.data, r->scratch.len);
+    hm_buf_putc(&r->key_tmp, '\0');
+    if (unescaped(r, t->exchange) == 0) hm_buf_append(&r->key_tmp, r->scratch.data, r->scratch.len);
+    hm_buf_putc(&r->key_tmp, '\0');
+    row->key = intern_key(r);
 }
 
 static void add_accepted(ar_rows *r, const ar_source *src, const hm_quality *q) {
     hm_buf *b = &r->copy;
     const hm_tick *t = &q->tick;
-    put_time(b, t->ts_ms);
-    tab(b);
-    put_span_text(r, t->symbol);
-    tab(b);
-    put_span_text(r, t->exchange);
-    tab(b);
-    put_double(b, t->price);
-    tab(b);
-    if (t->st[HM_FIELD_VOLUME] == HM_F_OK)
-        put_double(b, t->volume);
-    else
-        put_null(b);
-    tab(b);
-    put_double(b, q->score);
-    tab(b);
-    put_issues(r, q);
-    tab(b);
+    if (b->len == 0) hm_buf_append(b, k_binary_header, sizeof(k_binary_header));
+    ar_row *row = new_row(r, src, false, b);
+    row->ts_ms = t->ts_ms;
+    row->price = t->price;
+    row->trade = t->kind != HM_KIND_LIQUIDATION;
+    row->quality = (float)q->score;
+    be16(b, N_COLUMNS);
+    bin_time(b, t->ts_ms);
+    bin_span(r, b, t->symbol);
+    bin_span(r, b, t->exchange);
+    bin_f8(b, t->price);
+    if (t->st[HM_FIELD_VOLUME] == HM_F_OK) {
+        bin_f8(b, t->volume);
+        row->volume = t->volume;
+        row->has_volume = true;
+    } else {
+        bin_null(b);
+    }
+    bin_f4(b, row->quality);
+    bin_issues(r, q);
     if (t->st[HM_FIELD_TRADE_ID] == HM_F_OK)
-        put_span_text(r, t->trade_id);
+        bin_span(r, b, t->trade_id);
     else
-        put_null(b);
-    tab(b);
+        bin_null(b);
     if (t->side != HM_SIDE_NONE)
-        put_cstr(b, hm_side_name(t->side));
+        bin_cstr(b, hm_side_name(t->side));
     else
-        put_null(b);
-    tab(b);
-    put_cstr(b, t->kind == HM_KIND_LIQUIDATION ? "liquidation" : "trade");
-    tab(b);
+        bin_null(b);
+    bin_cstr(b, row->trade ? "trade" : "liquidation");
     if (q->st[HM_QFIELD_PROCESSED_AT] == HM_F_OK)
-        put_time(b, q->processed_at_ms);
+        bin_time(b, q->processed_at_ms);
     else
-        put_null(b);
-    tab(b);
-    put_source(b, src);
-    hm_buf_append(b, "\t\\N\t\\N\t\\N\t\\N\n", 13);
+        bin_null(b);
+    bin_cstr(b, src->topic);
+    bin_i4(b, src->partition);
+    bin_i8(b, src->offset);
+    row->len = (uint32_t)(b->len - row->start);
+    note_key(r, row, t);
     r->accepted++;
     note_day(r, ar_day_of_ms(t->ts_ms));
 }
@@ -318,25 +491,9 @@ static void add_accepted(ar_rows *r, const ar_source *src, const hm_quality *q) 
 static void add_rejected(ar_rows *r, const ar_source *src, const hm_quality *q, bool decoded,
                          const ar_rows_limits *lim, const char *payload, size_t len,
                          const ar_reject *why) {
-    hm_buf *b = &r->copy;
+    hm_buf *b = &r->rejects;
     const hm_tick *t = &q->tick;
-    if (decoded && t->st[HM_FIELD_TIMESTAMP] == HM_F_OK && t->ts_ms >= lim->min_ts_ms &&
-        t->ts_ms <= lim->max_ts_ms)
-        put_time(b, t->ts_ms);
-    else
-        put_null(b);
-    tab(b);
-    if (decoded && t->st[HM_FIELD_SYMBOL] == HM_F_OK)
-        put_span_text(r, t->symbol);
-    else
-        put_null(b);
-    tab(b);
-    if (decoded && t->st[HM_FIELD_EXCHANGE] == HM_F_OK)
-        put_span_text(r, t->exchange);
-    else
-        put_null(b);
-    /* price, volume, quality_score, issues, trade_id, side, type, processed_at */
-    hm_buf_append(b, "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t", 25);
+    ar_row *row = new_row(r, src, true, b);
     put_source(b, src);
     tab(b);
     put_cstr(b, why->reason);
@@ -348,8 +505,25 @@ static void add_rejected(ar_rows *r, const ar_source *src, const hm_quality *q, 
     tab(b);
     put_cstr(b, why->detail);
     tab(b);
+    if (decoded && t->st[HM_FIELD_SYMBOL] == HM_F_OK)
+        put_span_text(r, b, t->symbol);
+    else
+        put_null(b);
+    tab(b);
+    if (decoded && t->st[HM_FIELD_EXCHANGE] == HM_F_OK)
+        put_span_text(r, b, t->exchange);
+    else
+        put_null(b);
+    tab(b);
+    if (decoded && t->st[HM_FIELD_TIMESTAMP] == HM_F_OK && t->ts_ms >= lim->min_ts_ms &&
+        t->ts_ms <= lim->max_ts_ms)
+        ar_copy_time(b, t->ts_ms);
+    else
+        put_null(b);
+    tab(b);
     put_bytea(b, payload, len);
     hm_buf_putc(b, '\n');
+    row->len = (uint32_t)(b->len - row->start);
     r->rejected++;
 }
 
@@ -376,15 +550,59 @@ void ar_rows_add(ar_rows *r, const ar_source *src, const char *payload, size_t l
     add_accepted(r, src, &q);
 }
 
+static int64_t floor_of(const ar_offset_floor *floors, size_t n, int32_t partition) {
+    for (size_t i = 0; i < n; i++)
+        if (floors[i].partition == partition) return floors[i].next_offset;
+    return INT64_MIN;
+}
+
+/* Rows keep their order in both buffers, so the kept ones move down in place (after the
+ * binary COPY's header). */
+size_t ar_rows_drop_archived(ar_rows *r, const ar_offset_floor *floors, size_t n) {
+    size_t kept = 0;
+    uint32_t copy_len = r->copy.len ? (uint32_t)sizeof(k_binary_header) : 0, rejects_len = 0;
+    r->accepted = r->rejected = 0;
+    for (size_t i = 0; i < r->n_rows; i++) {
+        ar_row row = r->rows[i];
+        if (row.offset < floor_of(floors, n, row.partition)) continue;
+        hm_buf *b = row.rejected ? &r->rejects : &r->copy;
+        uint32_t *at = row.rejected ? &rejects_len : &copy_len;
+        memmove(b->data + *at, b->data + row.start, row.len);
+        row.start = *at;
+        *at += row.len;
+        if (row.rejected)
+            r->rejected++;
+        else
+            r->accepted++;
+        r->rows[kept++] = row;
+    }
+    r->copy.len = copy_len;
+    r->rejects.len = rejects_len;
+    size_t dropped = r->n_rows - kept;
+    r->n_rows = kept;
+    return dropped;
+}
+
 void ar_rows_reset(ar_rows *r) {
     hm_buf_reset(&r->copy);
+    hm_buf_reset(&r->rejects);
+    hm_buf_reset(&r->key_text);
+    r->n_rows = 0;
     r->accepted = r->rejected = 0;
     r->n_days = 0;
+    r->n_keys = 0;
+    if (r->key_slots) memset(r->key_slots, 0, r->n_slots * sizeof(*r->key_slots));
 }
 
 void ar_rows_free(ar_rows *r) {
     hm_buf_free(&r->copy);
+    hm_buf_free(&r->rejects);
+    hm_buf_free(&r->key_text);
     hm_buf_free(&r->scratch);
+    hm_buf_free(&r->key_tmp);
+    free(r->rows);
     free(r->days);
+    free(r->key_at);
+    free(r->key_slots);
     memset(r, 0, sizeof(*r));
 }

@@ -1,16 +1,22 @@
 /*
- * rows.h: a batch of quality records as the rows of one COPY into the staging table
- * ar_stage (sql/003), in PostgreSQL's COPY text format, and the decision of which records
- * market_data cannot take (each becomes a reject row with a reason code, the field at
- * fault, a sentence and the record's bytes).
+ * rows.h: a batch of quality records as the rows of two COPYs, straight into market_data
+ * (PostgreSQL's binary COPY format) and market_data_rejects (its text format; rare rows),
+ * sql/001 and sql/003, and the decision of which records market_data cannot take (each
+ * becomes a reject row with a reason code, the field at fault, a sentence and the
+ * record's bytes).
  *
- *   quality record --ar_rows_add--> "ts\tsymbol\t...\t\N\t\N\t\N\n"        (market_data)
- *                               '-> "ts\t...\tprice_not_positive\tprice\t...\t\\x7b..\n"
+ *   quality record --ar_rows_add--> copy:    header, then per row: 14, len, ts, len, "BTC/USDT"..
+ *                               '-> rejects: "quality_scores\t3\t78\tprice_not_positive\t...\n"
+ *                               '-> rows[]:  coordinates, and a trade's candle inputs
  *
- * Pure: no I/O, no clock (now is passed in). Every row it writes is one the staging COPY
- * and then market_data accept: texts are valid UTF-8 without NUL, numbers finite and in
- * the table's CHECK ranges, timestamps inside the configured window. So one bad record can
- * never fail its batch; it is a reject row instead.
+ * Each row is also kept as an ar_row (its Kafka coordinates and, for a trade, the values
+ * its candles need: rollups.h), so that rows already archived by an earlier delivery can
+ * be taken out of the batch (ar_rows_drop_archived) before it is sent again.
+ *
+ * Pure: no I/O, no clock (now is passed in). Every row it writes is one market_data
+ * accepts: texts are valid UTF-8 without NUL, numbers finite and in the table's CHECK
+ * ranges, timestamps inside the configured window. So one bad record can never fail its
+ * batch; it is a reject row instead.
  */
 #ifndef AR_ROWS_H
 #define AR_ROWS_H
@@ -35,15 +41,48 @@ typedef struct ar_source {
     int64_t offset;
 } ar_source;
 
+/** The columns of the two COPYs, in the order rows are written. */
+extern const char ar_rows_columns[];
+extern const char ar_rows_reject_columns[];
+
+/** One record of the batch. */
+typedef struct ar_row {
+    int64_t offset;
+    int32_t partition;
+    bool rejected;        /* its text is in rejects, else in copy */
+    bool trade;           /* accepted and of type trade: a candle input */
+    bool has_volume;      /* volume is not NULL */
+    uint32_t start, len;  /* its COPY data */
+    uint32_t key;         /* accepted: its (symbol, exchange), ar_rows_key */
+    int64_t ts_ms;        /* accepted: */
+    double price, volume; /*   as the float8 columns hold them */
+    float quality;        /*   as the REAL column holds it */
+} ar_row;
+
 /** A batch. Zero-initialise; ar_rows_reset between batches, ar_rows_free at the end. */
 typedef struct ar_rows {
-    hm_buf copy;       /* COPY text rows, one per record */
+    hm_buf copy;    /* COPY binary data of market_data: its header, then the rows */
+    hm_buf rejects; /* COPY text rows of market_data_rejects */
+    ar_row *rows;   /* every record, in arrival order */
+    size_t n_rows, cap_rows;
     uint64_t accepted; /* rows for market_data */
     uint64_t rejected; /* rows for market_data_rejects */
     int32_t *days;     /* distinct UTC days (days since 1970-01-01) of accepted rows */
     size_t n_days, cap_days;
-    hm_buf scratch; /* unescaped text of one field */
+    /* (symbol, exchange) pairs of accepted rows: "symbol\0exchange\0" at key_at[i] */
+    hm_buf key_text;
+    uint32_t *key_at;
+    size_t n_keys, cap_keys;
+    uint32_t *key_slots; /* open addressing over key_at indices + 1; 0: empty */
+    size_t n_slots;
+    hm_buf scratch, key_tmp; /* unescaped text of one field; the key being looked up */
 } ar_rows;
+
+/** The next offset not yet archived of a partition (sql/007 archiver_offsets). */
+typedef struct ar_offset_floor {
+    int32_t partition;
+    int64_t next_offset;
+} ar_offset_floor;
 
 /** Why a record was rejected: a code (sql/003 market_data_rejects.reason) and the field. */
 typedef struct ar_reject {
@@ -59,6 +98,20 @@ typedef struct ar_reject {
  */
 void ar_rows_add(ar_rows *r, const ar_source *src, const char *payload, size_t len,
                  const ar_rows_limits *lim, ar_reject *why);
+
+/**
+ * @brief Take out of the batch every row whose offset is below its partition's floor (it
+ * was archived by an earlier delivery). @return the number of rows taken out.
+ */
+size_t ar_rows_drop_archived(ar_rows *r, const ar_offset_floor *floors, size_t n);
+
+/** @brief The symbol and the exchange of key k. */
+void ar_rows_key(const ar_rows *r, uint32_t k, const char **symbol, const char **exchange);
+
+/** @brief Append s[0..n) as COPY text (backslash, tab, newline, carriage return escaped). */
+void ar_copy_text(hm_buf *b, const char *s, size_t n);
+/** @brief Append a time in ms as COPY text of a timestamptz ("2026-12-01T00:00:00.000Z"). */
+void ar_copy_time(hm_buf *b, int64_t ms);
 
 /** @brief Empty the batch, keeping its memory. */
 void ar_rows_reset(ar_rows *r);

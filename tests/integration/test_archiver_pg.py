@@ -3,6 +3,7 @@ market_data or, with its reason, in market_data_rejects), none twice, after a re
 kill -9 mid-batch and a PostgreSQL restart mid-stream; candles equal to SQL over
 market_data and to a Python computation from the input; migrations idempotent."""
 import random
+import struct
 import subprocess
 import time
 
@@ -43,6 +44,25 @@ def check_candles(t, want_trades):
         assert_candles_equal(got, python_candles(want_trades, secs), f"{view} vs Python")
 
 
+def f32(x):
+    return None if x is None else struct.unpack("f", struct.pack("f", x))[0]
+
+
+def row_of(rec):
+    """A valid record as its market_data row should read (the test's own reading)."""
+    return (rec["timestamp"], rec["symbol"], rec["exchange"], float(rec["price"]),
+            None if rec.get("volume") is None else float(rec["volume"]),
+            f32(rec["quality_score"]), list(rec.get("issues") or []), rec.get("trade_id"),
+            rec.get("side"), rec.get("type") or "trade")
+
+
+def table_rows(topic):
+    got = query("""SELECT (extract(epoch FROM timestamp) * 1000)::BIGINT, symbol, exchange,
+                          price, volume, quality_score, issues, trade_id, side, type
+                   FROM market_data WHERE source_topic = %s""", (topic,))
+    return sorted((*r[:5], f32(r[5]), *r[6:]) for r in got)
+
+
 def test_rows_rejects_and_candles_with_out_of_order_input_and_a_redelivery(
         kafka, admin, postgres, service_factory, tmp_path):
     t = tag()
@@ -64,6 +84,7 @@ def test_rows_rejects_and_candles_with_out_of_order_input_and_a_redelivery(
     assert got == dict(rejected) and rejected["parse_error"] > 0
     assert md == len(accepted)
     assert duplicates(topic) == 0
+    assert table_rows(topic) == sorted(row_of(r) for r in accepted)
     detail = query("""SELECT field, detail, octet_length(record) FROM market_data_rejects
                       WHERE source_topic = %s AND reason = 'price_not_positive' LIMIT 1""",
                    (topic,))
@@ -73,18 +94,20 @@ def test_rows_rejects_and_candles_with_out_of_order_input_and_a_redelivery(
     check_candles(t, want)
     svc.stop()
 
-    # A redelivery: every record again, under another group. Nothing changes.
+    # A redelivery: every record again, under another group. Nothing changes; every record
+    # (valid or rejected) counts as a duplicate, none as inserted or rejected.
     before = query("SELECT * FROM ohlcv_5min WHERE exchange LIKE %s ORDER BY 1, 2, 3",
                    (f"%\\_{t}",))
     again = start_archiver(service_factory, topic, f"g2-{t}")
     deadline = time.time() + 90
     while time.time() < deadline:
         dup = again.metric("himari_archiver_rows_total", 'result="duplicate"')
-        if dup >= len(accepted):
+        if dup >= len(records):
             break
         time.sleep(0.5)
-    assert again.metric("himari_archiver_rows_total", 'result="duplicate"') == len(accepted)
+    assert again.metric("himari_archiver_rows_total", 'result="duplicate"') == len(records)
     assert again.metric("himari_archiver_rows_total", 'result="inserted"') == 0
+    assert again.metric("himari_archiver_rows_total", 'result="rejected"') == 0
     assert query("SELECT * FROM ohlcv_5min WHERE exchange LIKE %s ORDER BY 1, 2, 3",
                  (f"%\\_{t}",)) == before
     assert query("SELECT count(*) FROM market_data WHERE source_topic = %s",

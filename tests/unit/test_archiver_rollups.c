@@ -1,0 +1,156 @@
+// uses: services/archiver
+/*
+ * test_archiver_rollups.c: exact decimal sums as PostgreSQL's NUMERIC makes them
+ * (services/archiver/decimal.c) and a batch's partial candles and day counts
+ * (services/archiver/rollups.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "decimal.h"
+#include "rollups.h"
+#include "rows.h"
+
+static void text_of(ar_dec d, char *out, size_t size) {
+    hm_buf b = {0};
+    ar_dec_put(&b, d);
+    snprintf(out, size, "%.*s", (int)b.len, b.data);
+    hm_buf_free(&b);
+}
+
+static void test_doubles_become_the_decimals_float8_numeric_gives(void **state) {
+    (void)state;
+    char t[64];
+    text_of(ar_dec_of_double(0.1 + 0.2), t, sizeof(t)); /* 0.30000000000000004: "%.15g" 0.3 */
+    assert_string_equal(t, "3e-1");
+    text_of(ar_dec_of_double(43000.5), t, sizeof(t));
+    assert_string_equal(t, "430005e-1");
+    text_of(ar_dec_of_double(1e20), t, sizeof(t));
+    assert_string_equal(t, "1e20");
+    text_of(ar_dec_of_double(0), t, sizeof(t));
+    assert_string_equal(t, "0");
+    text_of(ar_dec_of_float(0.95f), t, sizeof(t)); /* 0.949999988: "%.6g" 0.95 */
+    assert_string_equal(t, "95e-2");
+    text_of(ar_dec_square(ar_dec_of_double(1.5)), t, sizeof(t));
+    assert_string_equal(t, "225e-2");
+}
+
+static void test_sums_are_exact_and_say_when_they_leave_128_bits(void **state) {
+    (void)state;
+    ar_dec acc = {0, 0};
+    assert_true(ar_dec_add(&acc, ar_dec_of_double(0.1)));
+    assert_true(ar_dec_add(&acc, ar_dec_of_double(0.2)));
+    assert_true(ar_dec_add(&acc, ar_dec_of_double(100)));
+    char t[64];
+    text_of(acc, t, sizeof(t));
+    assert_string_equal(t, "1003e-1"); /* 100.3 exactly, where doubles give 100.30000000000001 */
+    ar_dec before = acc;
+    assert_false(ar_dec_add(&acc, ar_dec_of_double(1e-40))); /* 41 more digits: too many */
+    assert_true(acc.c == before.c && acc.e == before.e);
+}
+
+#define TRADE(ts, price, exchange)                                                                 \
+    "{\"symbol\":\"BTC/USDT\",\"exchange\":\"" exchange "\",\"timestamp\":" ts ",\"price\":" price \
+    ",\"volume\":0.5,\"trade_id\":\"42\",\"side\":\"buy\",\"type\":\"trade\","                     \
+    "\"quality_score\":0.9,\"issues\":[],\"issue_count\":0,"                                       \
+    "\"processed_at\":\"2026-12-01T00:00:00.000Z\",\"original_data\":{}}"
+
+static const ar_rows_limits k_open = {.min_ts_ms = INT64_MIN, .max_ts_ms = INT64_MAX};
+
+static void add(ar_rows *r, const char *rec, int32_t partition, int64_t offset) {
+    ar_source src = {.topic = "quality_scores", .partition = partition, .offset = offset};
+    ar_rows_add(r, &src, rec, strlen(rec), &k_open, NULL);
+}
+
+/* The line of COPY text b that starts with prefix, copied to out; false when none. */
+static bool line_starting(const hm_buf *b, const char *prefix, char *out, size_t size) {
+    const char *p = b->data, *end = b->data + b->len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)(eol - p);
+        if (n >= strlen(prefix) && memcmp(p, prefix, strlen(prefix)) == 0) {
+            snprintf(out, size, "%.*s", (int)n, p);
+            return true;
+        }
+        p = eol + 1;
+    }
+    return false;
+}
+
+static size_t lines(const hm_buf *b) {
+    size_t n = 0;
+    for (size_t i = 0; i < b->len; i++)
+        n += b->data[i] == '\n';
+    return n;
+}
+
+static void test_out_of_order_trades_give_earliest_open_and_latest_close(void **state) {
+    (void)state;
+    ar_rows r = {0};
+    ar_rollups ru = {0};
+    hm_buf candles = {0}, days = {0};
+    /* 2026-12-02T00:00:00Z = 1796169600000; all in its first 5 minutes but the last. */
+    add(&r, TRADE("1796169600200", "102", "binance"), 0, 5);  /* arrives first, not first */
+    add(&r, TRADE("1796169600100", "101", "binance"), 1, 9);  /* the open */
+    add(&r, TRADE("1796169600200", "103", "binance"), 0, 4);  /* same ts: lower offset */
+    add(&r, TRADE("1796169899999", "99.5", "binance"), 2, 1); /* the close */
+    add(&r, TRADE("1796169900000", "100", "binance"), 2, 2);  /* the next 5-minute bucket */
+    add(&r, TRADE("1796169600000", "7", "kraken"), 0, 6);     /* another exchange */
+    size_t n = ar_rollups_build(&ru, &r, &candles, &days);
+    assert_int_equal(n, 5); /* 5 min: binance x2, kraken; 1 h: binance, kraken */
+    assert_int_equal(lines(&candles), 5);
+    char l[512];
+    assert_true(line_starting(&candles, "300\t2026-12-02T00:00:00.000Z\tBTC/USDT\tbinance\t", l,
+                              sizeof(l)));
+    assert_string_equal(l, "300\t2026-12-02T00:00:00.000Z\tBTC/USDT\tbinance\t"
+                           "101\t2026-12-02T00:00:00.100Z\t1\t9\t"
+                           "99.5\t2026-12-02T00:04:59.999Z\t2\t1\t"
+                           "103\t99.5\t20e-1\t4\t36e-1\t4055e-1\t4111425e-2");
+    assert_true(line_starting(&candles, "3600\t2026-12-02T00:00:00.000Z\tBTC/USDT\tbinance\t", l,
+                              sizeof(l)));
+    assert_non_null(strstr(l, "\t100\t2026-12-02T00:05:00.000Z\t2\t2\t103\t99.5\t25e-1\t5\t"));
+    assert_int_equal(lines(&days), 2);
+    assert_true(line_starting(&days, "2026-12-02\tbinance\t", l, sizeof(l)));
+    assert_string_equal(l, "2026-12-02\tbinance\t5");
+    assert_true(line_starting(&days, "2026-12-02\tkraken\t", l, sizeof(l)));
+    assert_string_equal(l, "2026-12-02\tkraken\t1");
+    hm_buf_free(&candles);
+    hm_buf_free(&days);
+    ar_rollups_free(&ru);
+    ar_rows_free(&r);
+}
+
+static void test_a_sum_too_wide_for_one_partial_is_sent_as_two(void **state) {
+    (void)state;
+    ar_rows r = {0};
+    ar_rollups ru = {0};
+    hm_buf candles = {0}, days = {0};
+    add(&r, TRADE("1796169600000", "1.23456789012345e-10", "binance"), 0, 1);
+    add(&r, TRADE("1796169600001", "1.23456789012345e+20", "binance"), 0, 2);
+    size_t n = ar_rollups_build(&ru, &r, &candles, &days);
+    assert_int_equal(n, 4); /* each width: a partial per trade, the database adds them */
+    hm_buf_putc(&candles, '\0');
+    /* count 1, quality 0.9, its own price */
+    assert_non_null(strstr(candles.data, "\t1\t9e-1\t123456789012345e-24\t"));
+    assert_non_null(strstr(candles.data, "\t1\t9e-1\t123456789012345e6\t"));
+    hm_buf_free(&candles);
+    hm_buf_free(&days);
+    ar_rollups_free(&ru);
+    ar_rows_free(&r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_doubles_become_the_decimals_float8_numeric_gives),
+        cmocka_unit_test(test_sums_are_exact_and_say_when_they_leave_128_bits),
+        cmocka_unit_test(test_out_of_order_trades_give_earliest_open_and_latest_close),
+        cmocka_unit_test(test_a_sum_too_wide_for_one_partial_is_sent_as_two),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
