@@ -352,27 +352,8 @@ def create_guide_table(args, days):
     pg_exec(args, """
         DROP SCHEMA IF EXISTS bench_guide CASCADE;
         CREATE SCHEMA bench_guide;
-        CREATE TABLE bench_guide.market_data (
-            timestamp        TIMESTAMPTZ      NOT NULL,
-            symbol           TEXT             NOT NULL,
-            exchange         TEXT             NOT NULL,
-            price            DOUBLE PRECISION NOT NULL CHECK (price > 0),
-            volume           DOUBLE PRECISION CHECK (volume >= 0),
-            quality_score    REAL             NOT NULL CHECK (quality_score >= 0 AND quality_score <= 1),
-            issues           TEXT[]           NOT NULL DEFAULT '{}',
-            trade_id         TEXT,
-            side             TEXT,
-            type             TEXT             NOT NULL,
-            processed_at     TIMESTAMPTZ,
-            ingested_at      TIMESTAMPTZ      NOT NULL DEFAULT now(),
-            source_topic     TEXT             NOT NULL,
-            source_partition INTEGER          NOT NULL,
-            source_offset    BIGINT           NOT NULL,
-            UNIQUE (source_topic, source_partition, source_offset, timestamp)
-        ) PARTITION BY RANGE (timestamp);
-        CREATE INDEX ON bench_guide.market_data (symbol, timestamp DESC);
-        CREATE INDEX ON bench_guide.market_data (exchange, timestamp DESC);
-        CREATE INDEX ON bench_guide.market_data (quality_score) WHERE quality_score < 0.7;
+        CREATE TABLE bench_guide.market_data (LIKE public.market_data INCLUDING ALL)
+            PARTITION BY RANGE (timestamp);
     """ + parts, fetch=False)
 
 

@@ -87,11 +87,12 @@ BEGIN
     ) ON COMMIT DELETE ROWS;
 END $$;
 
+-- In key order, like the candles (sql/008): concurrent batches never deadlock on a day.
 CREATE OR REPLACE FUNCTION himari_note_days() RETURNS VOID
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO market_data_days AS d (date, exchange, rows)
-    SELECT date, exchange, sum(rows) FROM ar_batch_days GROUP BY 1, 2
+    SELECT date, exchange, sum(rows) FROM ar_batch_days GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (date, exchange)
     DO UPDATE SET rows = d.rows + EXCLUDED.rows, changed_at = now();
 END $$;

@@ -3,7 +3,9 @@
 -- the same rules as 004 (open and close by (timestamp, source_partition, source_offset),
 -- high and low, sums added in NUMERIC), applied to partials that the archiver folded from
 -- the rows it claimed (services/archiver/rollups.c). A key may bring several partials (a
--- sum too large for one), hence the GROUP BY.
+-- sum too large for one), hence the GROUP BY. Rows are merged in key order, so two batches
+-- touching the same candles (two archivers during a rebalance) lock them in the same
+-- order: one waits for the other, neither deadlocks.
 CREATE OR REPLACE FUNCTION himari_fold_candles(state REGCLASS, width INTERVAL) RETURNS VOID
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -22,6 +24,7 @@ BEGIN
                sum(sum_quality), sum(sum_price), sum(sum_price_sq)
         FROM ar_candles WHERE width_s = %2$s
         GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
         ON CONFLICT (bucket, symbol, exchange) DO UPDATE SET
             open = CASE WHEN (EXCLUDED.open_ts, EXCLUDED.open_partition, EXCLUDED.open_offset)
                              < (s.open_ts, s.open_partition, s.open_offset)
