@@ -27,6 +27,17 @@
     "MERGE (ba:Asset {symbol: row.base}) MERGE (" var ")-[:BASE_ASSET]->(ba) "                     \
     "MERGE (qa:Asset {symbol: row.quote}) MERGE (" var ")-[:QUOTE_ASSET]->(qa)) "
 
+/*
+ * The link MATCHes find their candidates by time (USING INDEX: a range seek on the label's
+ * timestamp index, cypher/001_schema.cypher, over the window), then check the pair or asset
+ * from each candidate. The planner picks that itself on an empty graph, but once it plans on
+ * a populated one it expands from the pair or asset already bound, which reads every event
+ * that pair or asset ever had: a batch's cost grows with the graph's history (on a graph of
+ * 20,000 events 6-7x the db hits, and batches of 2,000 events past the 30 s request timeout,
+ * sent again; docs/BENCHMARKS.md, "Graph-writer"). A window holds few events. A hint Neo4j
+ * cannot follow fails the statement: the indexes come with the schema, which the writer
+ * applies before its first write.
+ */
 static const char *const k_statements[GW_KIND_COUNT] = {
     [GW_WHALE_TRANSFER] =
         "UNWIND $rows AS row "
@@ -42,6 +53,7 @@ static const char *const k_statements[GW_KIND_COUNT] = {
         "WITH t "
         "CALL { WITH t "
         "MATCH (a:Asset {symbol: t.asset})<-[:BASE_ASSET]-(:Pair)<-[:ON_PAIR]-(pm:PriceMovement) "
+        "USING INDEX pm:PriceMovement(timestamp) "
         "WHERE pm.timestamp > t.timestamp "
         "AND pm.timestamp <= t.timestamp + duration({seconds: $whale_s}) " LINK(
             "t", "pm") "RETURN count(*) AS linked } "
@@ -57,11 +69,13 @@ static const char *const k_statements[GW_KIND_COUNT] = {
                  "WITH pm, p "
                  "CALL { WITH pm, p "
                  "MATCH (p)-[:BASE_ASSET]->(:Asset)<-[:OF_ASSET]-(t:WhaleTransfer) "
+                 "USING INDEX t:WhaleTransfer(timestamp) "
                  "WHERE t.timestamp < pm.timestamp "
                  "AND t.timestamp >= pm.timestamp - duration({seconds: $whale_s}) " LINK(
                      "t", "pm") "RETURN count(*) AS from_whales } "
                                 "CALL { WITH pm, p "
                                 "MATCH (c:CascadeEvent)-[:ON_PAIR]->(p) "
+                                "USING INDEX c:CascadeEvent(timestamp) "
                                 "WHERE c.timestamp > pm.timestamp "
                                 "AND c.timestamp <= pm.timestamp + duration({seconds: "
                                 "$movement_s}) " LINK("pm", "c") "RETURN count(*) AS to_cascades } "
@@ -77,17 +91,20 @@ static const char *const k_statements[GW_KIND_COUNT] = {
                  "WITH c, p "
                  "CALL { WITH c, p "
                  "MATCH (pm:PriceMovement)-[:ON_PAIR]->(p) "
+                 "USING INDEX pm:PriceMovement(timestamp) "
                  "WHERE pm.timestamp < c.timestamp "
                  "AND pm.timestamp >= c.timestamp - duration({seconds: $movement_s}) " LINK(
                      "pm", "c") "RETURN count(*) AS from_moves } "
                                 "CALL { WITH c, p "
                                 "MATCH (prev:CascadeEvent)-[:ON_PAIR]->(p) "
+                                "USING INDEX prev:CascadeEvent(timestamp) "
                                 "WHERE prev.timestamp < c.timestamp "
                                 "AND prev.timestamp >= c.timestamp - duration({seconds: "
                                 "$cascade_s}) " LINK(
                                     "prev", "c") "RETURN count(*) AS from_cascades } "
                                                  "CALL { WITH c, p "
                                                  "MATCH (next:CascadeEvent)-[:ON_PAIR]->(p) "
+                                                 "USING INDEX next:CascadeEvent(timestamp) "
                                                  "WHERE next.timestamp > c.timestamp "
                                                  "AND next.timestamp <= c.timestamp + "
                                                  "duration({seconds: $cascade_s}) " LINK(
