@@ -1,6 +1,6 @@
-# Writes OUT, a C file with every DIR/NNN_name.EXT as an entry of the array ARRAY of TYPE
-# ({version NNN, name, text, length}, declared in INCLUDE), in version order, and COUNT,
-# the number of entries. Run by the build (cmake -P): the archiver's sql/ migrations
+# Writes OUT, a C file with every DIR/NNN_name.EXT as an entry of the array ARRAY of
+# hm_embedded_file (himari/embedded.h; ARRAY and COUNT declared in INCLUDE), in version
+# order, and COUNT, the number of entries. Run by the build (cmake -P): the archiver's sql/ migrations
 # (sql/README.md) and the graph-writer's cypher/ schema.
 file(GLOB files ${DIR}/*.${EXT})
 list(SORT files)
@@ -26,7 +26,7 @@ endforeach()
 if(count EQUAL 0)
   set(table "    {0, \"\", \"\", 0},\n")
 endif()
-string(APPEND body "\nconst ${TYPE} ${ARRAY}[] = {\n${table}};\n")
+string(APPEND body "\nconst hm_embedded_file ${ARRAY}[] = {\n${table}};\n")
 string(APPEND body "const size_t ${COUNT} = ${count};\n")
 file(WRITE ${OUT}.tmp "${body}")
 file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

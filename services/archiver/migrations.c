@@ -37,18 +37,18 @@ const char ar_migrations_bootstrap_sql[] =
 
 const char ar_migrations_unlock_sql[] = "SELECT pg_advisory_unlock(hashtext('himari.migrations'))";
 
-void ar_migration_checksum(const hm_sql_migration *m, char out[65]) {
+void ar_migration_checksum(const hm_embedded_file *m, char out[65]) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    EVP_Digest(m->sql, m->len, md, &n, EVP_sha256(), NULL);
+    EVP_Digest(m->text, m->len, md, &n, EVP_sha256(), NULL);
     for (unsigned i = 0; i < n && i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
     out[64] = '\0';
 }
 
 /* The value of a "-- key: value" line among the file's leading comments, or NULL. */
-static const char *header(const hm_sql_migration *m, const char *key, char *val, size_t cap) {
-    const char *p = m->sql;
+static const char *header(const hm_embedded_file *m, const char *key, char *val, size_t cap) {
+    const char *p = m->text;
     size_t klen = strlen(key);
     while (strncmp(p, "--", 2) == 0) {
         const char *eol = strchr(p, '\n');
@@ -78,7 +78,7 @@ static void add_step(ar_migration_plan *p, hm_buf *b) {
     hm_buf_reset(b);
 }
 
-static void put_record(hm_buf *b, const hm_sql_migration *m, const char *sum) {
+static void put_record(hm_buf *b, const hm_embedded_file *m, const char *sum) {
     hm_buf_printf(b,
                   "INSERT INTO schema_migrations (version, name, checksum) VALUES (%d, '%s', "
                   "'%s');\n",
@@ -87,8 +87,8 @@ static void put_record(hm_buf *b, const hm_sql_migration *m, const char *sum) {
 
 /* A "transaction: none" file, one statement per step: statements end with ';' at the end
  * of a line outside dollar-quoted bodies. */
-static void add_statements(ar_migration_plan *p, const hm_sql_migration *m, hm_buf *b) {
-    const char *s = m->sql, *line = s;
+static void add_statements(ar_migration_plan *p, const hm_embedded_file *m, hm_buf *b) {
+    const char *s = m->text, *line = s;
     bool in_dollar = false;
     while (*line) {
         const char *eol = strchr(line, '\n');
@@ -151,7 +151,7 @@ int ar_migrations_plan(const char *storage, const char *applied, ar_migration_pl
     note_unknown(out, applied);
     hm_buf b = HM_BUF_INIT;
     for (size_t i = 0; i < hm_sql_migration_count; i++) {
-        const hm_sql_migration *m = &hm_sql_migrations[i];
+        const hm_embedded_file *m = &hm_sql_migrations[i];
         if (m->len == 0) continue;
         char sum[65], have[65], path[32], txn[16];
         ar_migration_checksum(m, sum);
@@ -177,7 +177,7 @@ int ar_migrations_plan(const char *storage, const char *applied, ar_migration_pl
             continue;
         }
         hm_buf_puts(&b, "BEGIN;\n");
-        hm_buf_append(&b, m->sql, m->len);
+        hm_buf_append(&b, m->text, m->len);
         hm_buf_puts(&b, "\n;\n");
         put_record(&b, m, sum);
         hm_buf_puts(&b, "COMMIT;");

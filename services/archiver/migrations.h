@@ -13,17 +13,10 @@
 #include <stddef.h>
 
 #include "himari/common.h"
+#include "himari/embedded.h"
 
-/** One embedded migration: sql/<version>_<name>.sql. */
-typedef struct hm_sql_migration {
-    int version;
-    const char *name;
-    const char *sql; /* NUL-terminated */
-    size_t len;
-} hm_sql_migration;
-
-/** Every migration, in version order (generated). */
-extern const hm_sql_migration hm_sql_migrations[];
+/** Every migration, sql/<version>_<name>.sql, in version order (generated). */
+extern const hm_embedded_file hm_sql_migrations[];
 extern const size_t hm_sql_migration_count;
 
 /** The first query of a run: take the migration lock, create the bookkeeping tables,
@@ -53,6 +46,6 @@ int ar_migrations_plan(const char *storage, const char *applied, ar_migration_pl
 void ar_migration_plan_free(ar_migration_plan *p);
 
 /** @brief SHA-256 of a migration's text as 64 hex characters + NUL. */
-void ar_migration_checksum(const hm_sql_migration *m, char out[65]);
+void ar_migration_checksum(const hm_embedded_file *m, char out[65]);
 
 #endif

@@ -241,7 +241,7 @@ static void on_schema(void *ud, const gw_neo4j_result *r) {
 
 static void schema_next(gw_kafka *k) {
     if (!k->neo4j || k->schema_in_flight || k->schema_applied >= gw_cypher_file_count) return;
-    const gw_cypher_file *f = &gw_cypher_files[k->schema_applied];
+    const hm_embedded_file *f = &gw_cypher_files[k->schema_applied];
     hm_buf_reset(&k->schema_body);
     gw_schema_body(f->text, f->len, &k->schema_body);
     k->schema_in_flight = true;

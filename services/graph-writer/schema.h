@@ -12,16 +12,10 @@
 
 #include "himari/buf.h"
 #include "himari/common.h"
+#include "himari/embedded.h"
 
-typedef struct gw_cypher_file {
-    int version;
-    const char *name;
-    const char *text; /* NUL-terminated */
-    size_t len;
-} gw_cypher_file;
-
-/** Every file, in version order (generated). */
-extern const gw_cypher_file gw_cypher_files[];
+/** Every file, cypher/<version>_<name>.cypher, in version order (generated). */
+extern const hm_embedded_file gw_cypher_files[];
 extern const size_t gw_cypher_file_count;
 
 /**
