@@ -31,8 +31,9 @@ the delay from quality_scores to a queryable row, and the Parquet writer.
               PostgreSQL backend and of the whole PostgreSQL server (every child of the
               postmaster) over each run, when the server runs on this machine.
               --batch-max-rows sets archiver.batch_max_rows (--no-guide: the archiver
-              alone); above ~25,000 rows the first batch stalled on the test machine
-              (docs/BENCHMARKS.md, "Archiver"), which --stall-s turns into an error.
+              alone); --archivers N runs N archiver processes in one consumer group
+              (Kafka splits the partitions between them: how the service scales out);
+              --stall-s turns a run where no batch commits for that long into an error.
   latency     quality records produced at --rate/s for --seconds (timestamp = the send
               time) with the archiver running at each of --intervals
               (archiver.batch_interval_ms; batch_max_rows at its default); a poller
@@ -60,16 +61,16 @@ from the same environment as the stack (scripts/env.sh: HIMARI_PORT_BASE, HIMARI
 default the test profile's) or from --bootstrap / --pg-port / --pg-password-file.
 Prints a table on stderr and one JSON line per measurement on stdout.
 
-  HIMARI_PROFILE=test HIMARI_PORT_BASE=39000 HIMARI_RUN_DIR=/tmp/himari-bench-run \\
+  HIMARI_PROFILE=test HIMARI_PORT_BASE=23000 HIMARI_RUN_DIR=/tmp/himari-bench-run \\
       scripts/stack.sh start kafka postgres
-  export HIMARI_PORT_BASE=39000 HIMARI_RUN_DIR=/tmp/himari-bench-run
+  export HIMARI_PORT_BASE=23000 HIMARI_RUN_DIR=/tmp/himari-bench-run
   .cache/venv/bin/python bench/archiver_bench.py throughput [--records 1000000] [--rounds 1]
-      [--no-guide] [--batch-max-rows N]
+      [--no-guide] [--batch-max-rows N] [--archivers N]
   .cache/venv/bin/python bench/archiver_bench.py latency [--rate 5000] [--seconds 30]
       [--intervals 1000,250,0]
   .cache/venv/bin/python bench/archiver_bench.py apply [--records 1000000] [--batch-rows 20000]
   .cache/venv/bin/python bench/archiver_bench.py parquet [--rows 1000000] [--codecs zstd,snappy]
-  HIMARI_PROFILE=test HIMARI_PORT_BASE=39000 HIMARI_RUN_DIR=/tmp/himari-bench-run \\
+  HIMARI_PROFILE=test HIMARI_PORT_BASE=23000 HIMARI_RUN_DIR=/tmp/himari-bench-run \\
       scripts/stack.sh stop kafka postgres
 
 HIMARI_BUILD_DIR picks the build (default build/).
@@ -147,6 +148,12 @@ def cpu_seconds(pid):
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sum(pids):
+    """cpu_seconds summed over processes, None when one is not readable."""
+    got = [cpu_seconds(p) for p in pids]
+    return None if None in got else sum(got)
 
 
 def ppid_of(pid):
@@ -236,7 +243,7 @@ def histogram_quantiles(lines, name):
 class Archiver:
     """build/bin/archiver on a topic of its own, in a directory of its own, stopped by stop()."""
 
-    def __init__(self, args, topic, **extra):
+    def __init__(self, args, topic, group=None, **extra):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="archiver-bench-")
         env = {**os.environ,
@@ -249,7 +256,7 @@ class Archiver:
                "HIMARI_POSTGRES_SSLMODE": "disable",
                "HIMARI_ARCHIVE_ENABLED": "false",
                "HIMARI_ARCHIVER_INPUT_TOPIC": topic,
-               "HIMARI_ARCHIVER_GROUP_ID": f"bench-archiver-{uuid.uuid4().hex[:8]}",
+               "HIMARI_ARCHIVER_GROUP_ID": group or f"bench-archiver-{uuid.uuid4().hex[:8]}",
                "HIMARI_SERVICE_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:6]}",
                "HIMARI_ADMIN_PORT": str(self.port),
                "HIMARI_GRPC_PORT": str(free_port()),
@@ -360,36 +367,46 @@ def create_guide_table(args, days):
 # ---- throughput ------------------------------------------------------------------------------
 
 def run_archiver(args, topic, n, postmaster):
+    """--archivers instances in one consumer group (Kafka splits the partitions between
+    them), timed from the first record any of them took to the last row committed."""
     extra = {"HIMARI_ARCHIVER_BATCH_MAX_ROWS": args.batch_max_rows} if args.batch_max_rows \
         else {}
-    arch = Archiver(args, topic, **extra)
+    group = f"bench-archiver-{uuid.uuid4().hex[:8]}"
+    archs = [Archiver(args, topic, group=group, **extra) for _ in range(args.archivers)]
     t0 = None
     c0 = s0 = b0 = None
     backends = []
     deadline = time.monotonic() + max(300, n / 2000)
     last_rows, last_progress = -1.0, time.monotonic()
+    logs = ", ".join(str(a.log) for a in archs)
+
+    def total(lines, name):
+        return sum(metric(ls, name) for ls in lines)
+
     try:
         while True:
             now = time.monotonic()
             if now > deadline:
-                raise SystemExit(f"archiver: not all {n} rows after the deadline; see {arch.log}")
-            if arch.proc.poll() is not None:
-                raise SystemExit(f"archiver exited ({arch.proc.returncode}); see {arch.log}")
+                raise SystemExit(f"archiver: not all {n} rows after the deadline; see {logs}")
+            for a in archs:
+                if a.proc.poll() is not None:
+                    raise SystemExit(f"archiver exited ({a.proc.returncode}); see {a.log}")
             try:
-                lines = arch.lines()
+                lines = [a.lines() for a in archs]
             except requests.RequestException:
                 time.sleep(0.02)
                 continue
             if t0 is None:
-                if metric(lines, "himari_archiver_input_age_seconds_count") > 0:
+                if total(lines, "himari_archiver_input_age_seconds_count") > 0:
                     t0 = now
-                    c0, s0 = cpu_seconds(arch.proc.pid), server_cpu(postmaster)
-                    backends = arch.backend_pids(args)
+                    c0 = cpu_sum(a.proc.pid for a in archs)
+                    s0 = server_cpu(postmaster)
+                    backends = sorted({p for a in archs for p in a.backend_pids(args)})
                     b0 = {p: cpu_seconds(p) for p in backends}
                 else:
                     time.sleep(0.01)
                     continue
-            rows = metric(lines, "himari_archiver_rows_total")
+            rows = total(lines, "himari_archiver_rows_total")
             if rows >= n:
                 t1 = now
                 break
@@ -398,16 +415,18 @@ def run_archiver(args, topic, n, postmaster):
             elif now - last_progress > args.stall_s:
                 raise SystemExit(
                     f"archiver: no batch committed for {args.stall_s:.0f} s at {rows:.0f} of {n}"
-                    f" rows ({metric(lines, 'himari_archiver_sink_failures_total'):.0f} failed"
-                    f" flushes); see {arch.log}")
+                    f" rows ({total(lines, 'himari_archiver_sink_failures_total'):.0f} failed"
+                    f" flushes); see {logs}")
             time.sleep(0.05)
-        c1, s1 = cpu_seconds(arch.proc.pid), server_cpu(postmaster)
+        c1 = cpu_sum(a.proc.pid for a in archs)
+        s1 = server_cpu(postmaster)
         b1 = {p: cpu_seconds(p) for p in backends}
-        batches = metric(lines, "himari_archiver_batch_seconds_count")
-        batch_s = metric(lines, "himari_archiver_batch_seconds_sum")
-        batch_q = histogram_quantiles(lines, "himari_archiver_batch_seconds")
+        batches = total(lines, "himari_archiver_batch_seconds_count")
+        batch_s = total(lines, "himari_archiver_batch_seconds_sum")
+        batch_q = histogram_quantiles(lines[0], "himari_archiver_batch_seconds")
     finally:
-        arch.stop()
+        for a in archs:
+            a.stop()
     stored = pg_exec(args, "SELECT count(*) FROM market_data WHERE source_topic = %s",
                      (topic,))[0][0]
     rejected = pg_exec(args, "SELECT count(*) FROM market_data_rejects WHERE source_topic = %s",
@@ -416,13 +435,15 @@ def run_archiver(args, topic, n, postmaster):
     backend = None
     if backends and all(v is not None for v in list(b0.values()) + list(b1.values())):
         backend = round(sum(b1[p] - b0[p] for p in backends), 2)
-    return {"path": "archiver", "rows": int(stored), "rejected": int(rejected),
+    return {"path": "archiver" if args.archivers == 1 else f"archiver x{args.archivers}",
+            "archivers": args.archivers, "rows": int(stored), "rejected": int(rejected),
             "seconds": round(secs, 3), "rows_per_s": round(n / secs),
             "batches": int(batches), "rows_per_batch": round(n / batches) if batches else None,
-            "batch_ms": batch_q, "db_busy_fraction": round(batch_s / secs, 3),
-            "rows_per_s_in_batches": round(n / batch_s) if batch_s else None,
-            "client_cpu_s": diff(c0, c1), "backend_cpu_s": backend,
-            "server_cpu_s": diff(s0, s1)}
+            "batch_ms": batch_q,
+            "db_busy_fraction": round(batch_s / secs / args.archivers, 3),
+            "rows_per_s_in_batches": round(n / batch_s * args.archivers) if batch_s else None,
+            "client_cpu_s": diff(c0, c1),
+            "backend_cpu_s": backend, "server_cpu_s": diff(s0, s1)}
 
 
 def run_guide_kafka(args, topic, n, postmaster):
@@ -929,6 +950,8 @@ def main():
                     help="rounds (default 1; parquet: 3, the median is reported)")
     ap.add_argument("--batch-max-rows", type=int, default=None,
                     help="throughput: archiver.batch_max_rows (default: the archiver's)")
+    ap.add_argument("--archivers", type=int, default=1,
+                    help="throughput: archiver processes in one consumer group")
     ap.add_argument("--no-guide", dest="guide", action="store_false",
                     help="throughput: the archiver alone (e.g. to try --batch-max-rows)")
     ap.add_argument("--stall-s", type=float, default=150,
