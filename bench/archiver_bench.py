@@ -83,7 +83,6 @@ import multiprocessing as mp
 import os
 import pathlib
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -95,8 +94,10 @@ import numpy as np
 import psycopg2
 import requests
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg2.extras import execute_values
+
+from benchlib import (cpu_seconds, create_topic, delete_topic, diff, free_port,
+                      histogram_quantiles, metric, metric_lines, say)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(os.environ.get("HIMARI_BUILD_DIR", ROOT / "build")) / "bin"
@@ -109,16 +110,6 @@ GUIDE_BATCH, GUIDE_PAGE = 500, 100  # TimescaleDBSink(batch_size=500); execute_v
 COLUMNS = ("timestamp", "symbol", "exchange", "price", "volume", "quality_score", "issues",
            "trade_id", "side", "type", "processed_at", "source_topic", "source_partition",
            "source_offset")
-
-
-def say(*a):
-    print("==>", *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- PostgreSQL --------------------------------------------------------------------------
@@ -138,16 +129,6 @@ def pg_exec(args, sql, params=(), fetch=True):
             return cur.fetchall() if fetch and cur.description else None
     finally:
         conn.close()
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of a process on this machine, None when not readable."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_sum(pids):
@@ -176,69 +157,9 @@ def server_cpu(postmaster):
     return total
 
 
-def diff(a, b):
-    return None if a is None or b is None else round(b - a, 2)
-
-
 # ---- Kafka ----------------------------------------------------------------------------------
 
-def create_topic(bootstrap, prefix):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    for f in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
-        f.result(30)
-    return name
-
-
-def delete_topic(bootstrap, name):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.delete_topics([name]).values():
-        try:
-            f.result(30)
-        except Exception:  # noqa: BLE001 - cleanup
-            pass
-
-
 # ---- the archiver ---------------------------------------------------------------------------
-
-def metric_lines(port):
-    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines()
-
-
-def metric(lines, name, labels=""):
-    total = 0.0
-    for line in lines:
-        if line.startswith(name) and line[len(name)] in " {" and labels in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def histogram_quantiles(lines, name):
-    """p50/p99 and the largest bucket bound reached (ms) of one of our histograms,
-    interpolated within its buckets."""
-    buckets = []
-    for line in lines:
-        if line.startswith(name + "_bucket{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le),
-                            float(line.rsplit(" ", 1)[1])))
-    buckets.sort()
-    total = buckets[-1][1] if buckets else 0
-    out = {"count": int(total)}
-    for q in (0.5, 0.99):
-        out[str(q)] = None
-        want, lo_bound, lo_count = q * total, 0.0, 0.0
-        for bound, count in buckets if total else []:
-            if count >= want:
-                top = lo_bound if bound == float("inf") else bound
-                frac = (want - lo_count) / (count - lo_count) if count > lo_count else 1
-                out[str(q)] = round((lo_bound + frac * (top - lo_bound)) * 1000, 1)
-                break
-            lo_bound, lo_count = bound, count
-    s = metric(lines, name + "_sum")
-    out["mean"] = round(1000 * s / total, 1) if total else None
-    return out
-
 
 class Archiver:
     """build/bin/archiver on a topic of its own, in a directory of its own, stopped by stop()."""
@@ -569,7 +490,7 @@ def throughput(args):
         path = pathlib.Path(f"/tmp/bench-archiver-{tag}.jsonl")
         path.write_bytes(data)
         del data
-        topic = create_topic(args.bootstrap, "bench-archiver")
+        topic = create_topic(args.bootstrap, "bench-archiver", PARTITIONS)
         try:
             say(f"round {rnd + 1}: loading {args.records:,} records ({size / 1e6:.0f} MB) "
                 f"on {topic}")
@@ -658,7 +579,7 @@ def templates(n):
 
 
 def latency_one(args, interval_ms, tpl, tag):
-    topic = create_topic(args.bootstrap, "bench-archiver-lat")
+    topic = create_topic(args.bootstrap, "bench-archiver-lat", PARTITIONS)
     arch = Archiver(args, topic, HIMARI_ARCHIVER_BATCH_INTERVAL_MS=interval_ms)
     poller = None
     try:

@@ -74,7 +74,6 @@ import os
 import pathlib
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -85,8 +84,10 @@ import uuid
 import numpy as np
 import requests
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from neo4j import GraphDatabase
+
+from benchlib import (cpu_seconds, create_topic, delete_topic, diff, free_port,
+                      histogram_quantiles, metric, metric_lines, say)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(os.environ.get("HIMARI_BUILD_DIR", ROOT / "build")) / "bin"
@@ -99,32 +100,6 @@ LABELS = {"whale_transfer": "WhaleTransfer", "price_movement": "PriceMovement",
           "feed_resumed": "FeedEvent"}
 # events.c's statement order within a transaction (gw_kind).
 KIND_ORDER = ("whale_transfer", "price_movement", "liquidation_cascade", "feed_event")
-
-
-def say(*a):
-    print("==>", *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of a process on this machine, None when not readable."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def diff(a, b):
-    return None if a is None or b is None else round(b - a, 2)
 
 
 def neo4j_pid(args):
@@ -341,23 +316,6 @@ def writer_statements():
 
 # ---- Kafka ------------------------------------------------------------------------------------
 
-def create_topic(bootstrap, prefix):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    for f in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
-        f.result(30)
-    return name
-
-
-def delete_topic(bootstrap, name):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.delete_topics([name]).values():
-        try:
-            f.result(30)
-        except Exception:  # noqa: BLE001 - cleanup
-            pass
-
-
 def produce_all(bootstrap, topic, events):
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                   "linger.ms": 20, "compression.type": "snappy"})
@@ -439,45 +397,6 @@ def graph_size(drv):
 
 
 # ---- the graph-writer -------------------------------------------------------------------------
-
-def metric_lines(port):
-    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines()
-
-
-def metric(lines, name, labels=""):
-    total = 0.0
-    for line in lines:
-        if line.startswith(name) and line[len(name)] in " {" and labels in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def histogram_quantiles(lines, name):
-    """p50/p99 (ms) of one of our histograms, interpolated within its buckets, and the
-    mean."""
-    buckets = []
-    for line in lines:
-        if line.startswith(name + "_bucket{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le),
-                            float(line.rsplit(" ", 1)[1])))
-    buckets.sort()
-    total = buckets[-1][1] if buckets else 0
-    out = {"count": int(total)}
-    for q in (0.5, 0.99):
-        out[str(q)] = None
-        want, lo_bound, lo_count = q * total, 0.0, 0.0
-        for bound, count in buckets if total else []:
-            if count >= want:
-                top = lo_bound if bound == float("inf") else bound
-                frac = (want - lo_count) / (count - lo_count) if count > lo_count else 1
-                out[str(q)] = round((lo_bound + frac * (top - lo_bound)) * 1000, 1)
-                break
-            lo_bound, lo_count = bound, count
-    s = metric(lines, name + "_sum")
-    out["mean"] = round(1000 * s / total, 1) if total else None
-    return out
-
 
 class GraphWriter:
     """build/bin/graph-writer on a topic of its own, in a directory of its own."""
@@ -725,7 +644,7 @@ def one_pass(args, path, templates, offset_ms, salt, jvm, stmts, windows):
     events = materialize(templates, offset_ms, salt)
     n = len(events)
     clear_plans(args)
-    topic = create_topic(args.bootstrap, f"gwb-{path}")
+    topic = create_topic(args.bootstrap, f"gwb-{path}", PARTITIONS)
     try:
         say(f"{path}: producing {n:,} events to {topic}")
         produce_all(args.bootstrap, topic, events)
@@ -832,7 +751,7 @@ def poller(args, q, out, stop):
 
 def latency_one(args, interval, templates):
     clear_plans(args)
-    topic = create_topic(args.bootstrap, "gwb-lat")
+    topic = create_topic(args.bootstrap, "gwb-lat", PARTITIONS)
     gw = GraphWriter(args, topic, HIMARI_GRAPH_WRITER_BATCH_INTERVAL_MS=interval)
     q, out, stop = mp.Queue(), mp.Queue(), mp.Event()
     proc = None
