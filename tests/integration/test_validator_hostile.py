@@ -10,7 +10,8 @@ import time
 
 import pytest
 import requests
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from conftest import RUN_DIR, consume_all
 from validator_env import Topics
@@ -145,6 +146,23 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
+def wait_group_empty(bootstrap, group, timeout):
+    """Until the broker describes the consumer group with no member (coordinator loaded,
+    members expired)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            d = admin.describe_consumer_groups([group])[group].result(10)
+            if not d.members:
+                return
+            last = f"{len(d.members)} member(s), state {d.state}"
+        except KafkaException as e:
+            last = str(e)
+        time.sleep(0.5)
+    raise AssertionError(f"group {group} not empty after {timeout}s: {last}")
+
+
 def test_a_stop_with_the_broker_not_answering_ends_in_time_and_says_what_it_left(
         kafka, topics, service_factory):
     env = topics.env(kafka, "frozen", extra={"HIMARI_SERVICE_STOP_TIMEOUT_MS": "15000",
@@ -170,11 +188,14 @@ def test_a_stop_with_the_broker_not_answering_ends_in_time_and_says_what_it_left
     left = [e for e in svc.log_events() if e.get("event") == "drain_incomplete"]
     assert left and left[0]["records_not_committed"] == 20, svc.tail()
 
-    # Nothing was lost: never committed, the records are judged again, once.
+    # Nothing was lost: never committed, the records are judged again, once. The next
+    # owner starts once the broker has settled after the freeze (its group coordinator
+    # reloaded, the frozen member expired): a consumer that joined while the coordinator
+    # was reloading once never joined at all (librdkafka 2.12, CI), and that recovery is
+    # not what this test measures.
+    wait_group_empty(kafka, topics.group, timeout=120)
     again = service_factory("ingest-validator", env={**env,
                                                      "HIMARI_VALIDATOR_COMMIT_INTERVAL_MS": "5"})
-    # After the freeze the broker re-registers and the group settles: 23-45 s here, once
-    # more than 90 s in CI on a loaded machine; the wait is not what this test measures.
     again.wait_ready(timeout=180)
     records = [json.loads(r) for r in consume_all(kafka, topics.quality, 20, timeout=90)]
     assert sorted(int(r["trade_id"]) for r in records) == [1000 + i for i in range(20)]
