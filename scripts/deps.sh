@@ -22,7 +22,7 @@ readonly APT_PACKAGES=(
 	libuv1-dev libssl-dev zlib1g-dev libhiredis-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
 	libgrpc-dev libh2o-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev
 	libzstd-dev libsnappy-dev
-	redis-server postgresql-15 prometheus
+	redis-server postgresql-15 prometheus # prometheus: also promtool (test.sh's rules checks)
 	clang-format cppcheck shellcheck docker-compose ansible
 	python3-venv openjdk-17-jre-headless openjdk-17-jdk-headless maven
 	curl procps iproute2 gdb

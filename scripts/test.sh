@@ -5,7 +5,8 @@
 #   2. builds: release-with-debug (build/) and ASan+UBSan (build-asan/)
 #   3. static checks: clang-format, cppcheck, shellcheck, generated config examples, the
 #      issue-code table in docs/QUALITY_CHECKS.md, a Release build (build-release/),
-#      docker-compose config, ansible syntax
+#      docker-compose config, ansible syntax, Prometheus's config and alert rules (promtool check
+#      and the rules' unit tests, docs/ALERTS.md)
 #   4. unit tests (cmocka) in both builds
 #   5. integration tests (pytest) against real servers on loopback (test profile ports),
 #      started here and always stopped at the end
@@ -89,6 +90,9 @@ if [[ $run_unit == 1 ]]; then
 	stage release-build bash -c 'cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release \
 		-DHIMARI_WERROR=ON >/dev/null && cmake --build build-release -j "$(nproc)"'
 	stage docker-compose-config docker-compose -f deploy/docker-compose.yml config --quiet
+	stage prometheus-config promtool check config deploy/prometheus/prometheus.yml
+	stage prometheus-rules bash -c 'promtool check rules deploy/prometheus/rules/himari.rules.yml &&
+		promtool test rules deploy/prometheus/tests/himari.rules.test.yml'
 	stage ansible-syntax bash -c 'cd deploy/ansible && ANSIBLE_LOCALHOST_WARNING=False \
 		ANSIBLE_INVENTORY_UNPARSED_WARNING=False ansible-playbook -i inventory.example.ini \
 		--syntax-check site.yml'
