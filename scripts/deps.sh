@@ -9,7 +9,9 @@
 # Must never: run `apt-get update` when nothing is missing, touch Maven's settings or write a
 # registry host name anywhere, install into the system Python, or start any server of the
 # stack (the Neo4j launcher's one self-test runs a throw-away store in a temporary dir, on
-# ports the kernel picks, and stops it).
+# ports the kernel picks, and stops it), nor leave a packaged daemon running or enabled that
+# listens beyond loopback (Debian's Prometheus, Alertmanager and exporters listen on every
+# address by default: see step_apt).
 #
 # Usage: scripts/deps.sh [--apt-only | --no-apt]
 set -euo pipefail
@@ -23,10 +25,18 @@ readonly APT_PACKAGES=(
 	libgrpc-dev libh2o-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev
 	libzstd-dev libsnappy-dev
 	redis-server postgresql-15 prometheus # prometheus: also promtool (test.sh's rules checks)
+	prometheus-alertmanager prometheus-node-exporter prometheus-redis-exporter
+	prometheus-postgres-exporter # run by stack.sh on loopback (alertmanager: also amtool)
+	chromium # headless screenshots of the health-gateway's status page
 	clang-format cppcheck shellcheck docker-compose ansible
 	python3-venv openjdk-17-jre-headless openjdk-17-jdk-headless maven
 	curl procps iproute2 gdb
 )
+# Packages whose daemon Debian starts and enables at install, listening on every address
+# (0.0.0.0:9090, :9093, :9100, :9121, :9187): stack.sh runs its own instances on loopback,
+# so the packaged ones are kept from starting and switched off (see no_daemon_start).
+readonly APT_DAEMONS=(prometheus prometheus-alertmanager prometheus-node-exporter
+	prometheus-redis-exporter prometheus-postgres-exporter)
 readonly POM="$HIMARI_ROOT/scripts/java/kafka/pom.xml"
 readonly REQUIREMENTS="$HIMARI_ROOT/tests/integration/requirements.txt"
 
@@ -79,8 +89,47 @@ step_apt() {
 	changed=1
 	hm_say "deps: installing Debian packages: ${missing[*]}"
 	as_root apt-get update -q || hm_die "apt-get update failed"
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		"${missing[@]}" || hm_die "apt-get install failed for: ${missing[*]}"
+	no_daemon_start as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "${missing[@]}" || hm_die "apt-get install failed for: ${missing[*]}"
+	switch_off_daemons "${missing[@]}"
+}
+
+# no_daemon_start CMD... - run CMD (an apt-get install) with invoke-rc.d and deb-systemd-invoke
+# refusing to start services: a policy-rc.d that exits 101, written for the install only. One
+# that is already there (container images ship one) is the machine's and is left as it is.
+readonly POLICY_RC_D=/usr/sbin/policy-rc.d
+no_daemon_start() {
+	local rc=0
+	if [[ -e "$POLICY_RC_D" ]]; then
+		"$@" || rc=$?
+		return "$rc"
+	fi
+	printf '#!/bin/sh\n# Written by HIMARI scripts/deps.sh for one apt-get install; removed after it.\nexit 101\n' |
+		as_root tee "$POLICY_RC_D" >/dev/null
+	as_root chmod 0755 "$POLICY_RC_D"
+	"$@" || rc=$?
+	as_root rm -f "$POLICY_RC_D"
+	return "$rc"
+}
+
+# switch_off_daemons PKG... - of the packages just installed, those in APT_DAEMONS: stopped if
+# one got started anyway, and not started at boot (systemd: disabled; sysvinit: update-rc.d
+# disable), so that nothing of theirs listens on 0.0.0.0. Packages installed before this run
+# are the operator's and are not touched.
+switch_off_daemons() {
+	local pkg
+	for pkg in "$@"; do
+		[[ " ${APT_DAEMONS[*]} " == *" $pkg "* ]] || continue
+		if [[ -d /run/systemd/system ]]; then
+			as_root systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true
+		elif [[ -x "/etc/init.d/$pkg" ]]; then
+			if as_root "/etc/init.d/$pkg" status >/dev/null 2>&1; then
+				as_root "/etc/init.d/$pkg" stop >/dev/null 2>&1 || true
+			fi
+			as_root update-rc.d "$pkg" disable >/dev/null 2>&1 || true
+		fi
+		hm_say "deps: $pkg's own daemon is off (stack.sh runs it on loopback when asked)"
+	done
 }
 
 step_librdkafka() {
