@@ -78,6 +78,14 @@ _hm_env_default HIMARI_S3_BUCKET himari-archive
 _hm_env_default HIMARI_NEO4J_HTTP_PORT $((HIMARI_PORT_BASE + 474))
 _hm_env_default HIMARI_NEO4J_BOLT_PORT $((HIMARI_PORT_BASE + 687))
 _hm_env_default HIMARI_KAFKA_BOOTSTRAP "127.0.0.1:$HIMARI_KAFKA_PORT"
+# Monitoring (scripts/stack.sh prometheus, alertmanager and the exporters): their usual ports
+# 9090, 9093, 9100, 9121 and 9187 moved into the block. The services' admin ports (8080-8084
+# at base+80..84, scripts/run.sh) are what Prometheus scrapes and where Alertmanager sends.
+_hm_env_default HIMARI_PROM_PORT $((HIMARI_PORT_BASE + 909))
+_hm_env_default HIMARI_AM_PORT $((HIMARI_PORT_BASE + 993))
+_hm_env_default HIMARI_NODE_EXPORTER_PORT $((HIMARI_PORT_BASE + 910))
+_hm_env_default HIMARI_REDIS_EXPORTER_PORT $((HIMARI_PORT_BASE + 921))
+_hm_env_default HIMARI_PG_EXPORTER_PORT $((HIMARI_PORT_BASE + 918))
 
 _hm_env_default HIMARI_VENV "$HIMARI_CACHE_DIR/venv"
 _hm_env_default HIMARI_KAFKA_LIB "$HIMARI_CACHE_DIR/java/kafka/lib"

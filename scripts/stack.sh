@@ -2,23 +2,46 @@
 # scripts/stack.sh - starts, stops and reports the real servers that integration tests and
 # `make run` use: Apache Kafka 3.9.1 (KRaft, single node), Redis, PostgreSQL 15, an S3
 # server (versitygw, Apache-2.0, posix backend, built by scripts/deps.sh) and Neo4j 5.26
-# community (neo4j-harness behind our launcher, scripts/java/neo4j/), each on 127.0.0.1 only,
-# with data, logs and pid under $HIMARI_RUN_DIR/<name>/ and the ports from scripts/env.sh, so
-# the dev and test profiles run side by side.
+# community (neo4j-harness behind our launcher, scripts/java/neo4j/), and the monitoring:
+# Prometheus, Alertmanager and the node, Redis and PostgreSQL exporters (Debian's packages),
+# each on 127.0.0.1 only, with data, logs and pid under $HIMARI_RUN_DIR/<name>/ and the ports
+# from scripts/env.sh, so the dev and test profiles run side by side.
 #
 # Must never: listen on anything but loopback, touch a process that is not this profile's
 # (processes are matched on this run dir, pids are checked before they are signalled), leave a
 # process behind after `stop`, or print a secret.
 #
-# Usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3|neo4j ...]   (no names = all)
+# Usage: stack.sh start|stop|status|restart [NAME ...]   (no names = all)
 #        stack.sh logs NAME [-f]
-# `status` exits 0 when every named server is running and answering, 3 otherwise.
+# NAME: kafka redis postgres s3 neo4j prometheus alertmanager node-exporter redis-exporter
+# postgres-exporter. `status` exits 0 when every named server is running and answering, 3
+# otherwise.
+#
+# The monitoring's knobs (environment; read at each start, which rewrites the configs):
+#   HIMARI_PROM_SCRAPE_INTERVAL  scrape interval (default 15s; the scrape timeout is 10 s or this
+#                                when shorter)
+#   HIMARI_PROM_EVAL_INTERVAL    rule evaluation interval (default 15s)
+#   HIMARI_PROM_RULE_FOR         empty (default): the rules' `for:` as written; a duration (2s):
+#                                every rule's `for:` replaced by it in Prometheus's copy
+#   HIMARI_PROM_SERVICES         the HIMARI services to scrape, name=host:port,... (default: all
+#                                five on their profile admin ports, health-gateway base+80 ...
+#                                graph-writer base+84)
+#   HIMARI_PROM_RETENTION        how long Prometheus keeps samples (default 1d; at most 512 MB)
+#   HIMARI_AM_GROUP_WAIT, HIMARI_AM_GROUP_INTERVAL, HIMARI_AM_REPEAT_INTERVAL
+#                                Alertmanager's route timing (defaults 10s, 1m, 4h)
+#   HIMARI_AM_WEBHOOK_URL        where Alertmanager sends (default the health-gateway's
+#                                http://127.0.0.1:<base+80>/api/v1/alerts)
+# A test that wants ServiceDown at the gateway within seconds:
+#   HIMARI_PROM_SCRAPE_INTERVAL=1s HIMARI_PROM_EVAL_INTERVAL=1s HIMARI_PROM_RULE_FOR=2s \
+#   HIMARI_AM_GROUP_WAIT=1s HIMARI_AM_GROUP_INTERVAL=1s HIMARI_AM_REPEAT_INTERVAL=1m \
+#     scripts/stack.sh restart prometheus alertmanager
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=env.sh disable=SC1091
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-readonly ALL_SERVERS=(kafka redis postgres s3 neo4j)
+readonly ALL_SERVERS=(kafka redis postgres s3 neo4j
+	prometheus alertmanager node-exporter redis-exporter postgres-exporter)
 readonly PG_BIN=/usr/lib/postgresql/15/bin
 readonly STOP_WAIT_S=20
 readonly RUN="$HIMARI_RUN_DIR"
@@ -29,8 +52,10 @@ readonly N="$RUN/neo4j"
 
 usage() {
 	cat >&2 <<'EOF'
-usage: stack.sh start|stop|status|restart [kafka|redis|postgres|s3|neo4j ...]
-       stack.sh logs kafka|redis|postgres|s3|neo4j [-f]
+usage: stack.sh start|stop|status|restart [NAME ...]    (no names = all)
+       stack.sh logs NAME [-f]
+NAME: kafka redis postgres s3 neo4j prometheus alertmanager node-exporter redis-exporter
+      postgres-exporter
 EOF
 	exit 2
 }
@@ -121,7 +146,15 @@ show_log_tail() {
 # ---------------------------------------------------------------------------------------------
 # Per-server knowledge: <name>_pattern (a pgrep -f regex matching only this instance),
 # <name>_pidfile, <name>_prepare (config, first-time init), <name>_launch, <name>_ready,
-# <name>_logs (logs to show), <name>_port_list, <name>_timeout.
+# <name>_logs (logs to show), <name>_port_list, <name>_timeout, <name>_where. A server's name
+# may have hyphens (node-exporter); its functions spell them as underscores (node_exporter_ready).
+
+# srv NAME FUNCTION [ARG...] - call server NAME's FUNCTION (srv node-exporter ready).
+srv() {
+	local fn="${1//-/_}_$2"
+	shift 2
+	"$fn" "$@"
+}
 
 # ---- Kafka ----------------------------------------------------------------------------------
 kafka_pattern() { printf 'kafka\\.Kafka %s$' "$(re_escape "$K/server.properties")"; }
@@ -615,6 +648,322 @@ EOF
 		hm_die "postgres: role himari cannot log in to himari_analytics over TCP"
 }
 
+# ---- Monitoring: Prometheus, Alertmanager, node / Redis / PostgreSQL exporters ---------------
+# Debian's packages (scripts/deps.sh keeps their own daemons off), each run here on loopback
+# with its files under $RUN/<name>/. Prometheus scrapes the HIMARI services' admin ports
+# (job "himari", label service, as deploy/prometheus/prometheus.yml does, so the rules read the
+# same series), the exporters, Alertmanager and itself, evaluates a copy of
+# deploy/prometheus/rules/himari.rules.yml and sends alerts to this Alertmanager, which sends
+# them all to the health-gateway's webhook. The knobs (header of this file) let a test make an
+# alert fire and reach the gateway within seconds.
+
+# The services' admin ports in this profile: their default 80NN at base+NN (scripts/run.sh).
+readonly SCRAPED_SERVICES=(health-gateway:80 ingest-validator:81 feature-engine:82 archiver:83
+	graph-writer:84)
+readonly GATEWAY_ADMIN_PORT=$((HIMARI_PORT_BASE + 80))
+
+# duration_ms D - a Prometheus duration (500ms, 2s, 1m30s) in milliseconds; fails on any other
+# form, so a knob with a typo stops the start instead of Prometheus refusing its config.
+duration_ms() {
+	local d="$1" ms=0 n
+	[[ "$d" =~ ^([0-9]+(ms|s|m|h|d|w))+$ ]] || return 1
+	while [[ "$d" =~ ^([0-9]+)(ms|s|m|h|d|w)(.*)$ ]]; do
+		n="${BASH_REMATCH[1]}"
+		case "${BASH_REMATCH[2]}" in
+		ms) ms=$((ms + n)) ;;
+		s) ms=$((ms + n * 1000)) ;;
+		m) ms=$((ms + n * 60000)) ;;
+		h) ms=$((ms + n * 3600000)) ;;
+		d) ms=$((ms + n * 86400000)) ;;
+		w) ms=$((ms + n * 604800000)) ;;
+		esac
+		d="${BASH_REMATCH[3]}"
+	done
+	printf '%s' "$ms"
+}
+
+# knob_duration VAR DEFAULT - the value of the duration knob VAR (DEFAULT when unset or empty).
+knob_duration() {
+	local v="${!1:-$2}"
+	duration_ms "$v" >/dev/null || hm_die "$1=\"$v\" is not a duration such as 500ms, 2s or 1m"
+	printf '%s' "$v"
+}
+
+# http_ok URL - URL answers 2xx within 2 s.
+http_ok() { curl -fs -o /dev/null -m 2 "$1" 2>/dev/null; }
+
+# launch_logged NAME LOG CMD... - start CMD detached (setsid: the caller's Ctrl-C never reaches
+# it) with its pid (CMD itself: the inner shell execs it) in NAME's pid file and its output in LOG.
+launch_logged() {
+	local pidfile log="$2"
+	pidfile="$(srv "$1" pidfile)"
+	shift 2
+	rm -f "$pidfile"
+	# shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' monitoring-launch "$pidfile" "$@" \
+		</dev/null >>"$log" 2>&1 9>&- &
+}
+
+# ---- Prometheus -------------------------------------------------------------------------------
+readonly P="$RUN/prometheus"
+prometheus_pattern() { printf 'prometheus --config\\.file=%s( |$)' "$(re_escape "$P/prometheus.yml")"; }
+prometheus_pidfile() { printf '%s' "$P/prometheus.pid"; }
+prometheus_logs() { printf '%s\n' "$P/prometheus.log" "$P/check.log"; }
+prometheus_port_list() { printf '%s' "$HIMARI_PROM_PORT"; }
+prometheus_timeout() { printf 30; }
+prometheus_where() { printf 'http://127.0.0.1:%s' "$HIMARI_PROM_PORT"; }
+
+# prometheus_targets - "name address" lines: HIMARI_PROM_SERVICES (name=host:port, comma
+# separated; an http:// in front is dropped) or every service on its profile port.
+prometheus_targets() {
+	local item name addr items=()
+	if [[ -z "${HIMARI_PROM_SERVICES:-}" ]]; then
+		for item in "${SCRAPED_SERVICES[@]}"; do
+			printf '%s 127.0.0.1:%s\n' "${item%%:*}" "$((HIMARI_PORT_BASE + ${item##*:}))"
+		done
+		return 0
+	fi
+	IFS=, read -r -a items <<<"$HIMARI_PROM_SERVICES"
+	for item in "${items[@]}"; do
+		name="${item%%=*}"
+		addr="${item#*=}"
+		addr="${addr#http://}"
+		addr="${addr%/}"
+		[[ "$name" =~ ^[a-z0-9-]+$ && "$item" == *=* && "$addr" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]] ||
+			hm_die "HIMARI_PROM_SERVICES: \"$item\" is not name=host:port"
+		printf '%s %s\n' "$name" "$addr"
+	done
+}
+
+prometheus_prepare() {
+	local scrape eval rule_for timeout name addr targets
+	command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 ||
+		hm_die "prometheus or promtool not found (scripts/deps.sh)"
+	scrape="$(knob_duration HIMARI_PROM_SCRAPE_INTERVAL 15s)"
+	eval="$(knob_duration HIMARI_PROM_EVAL_INTERVAL 15s)"
+	rule_for=""
+	[[ -z "${HIMARI_PROM_RULE_FOR:-}" ]] || rule_for="$(knob_duration HIMARI_PROM_RULE_FOR 0s)"
+	# A scrape may not outlast its interval: Prometheus's 10 s, or the interval when shorter.
+	timeout=10s
+	(($(duration_ms "$scrape") >= 10000)) || timeout="$scrape"
+	# Not in a pipe or a process substitution: a bad HIMARI_PROM_SERVICES must stop the start.
+	targets="$(prometheus_targets)"
+	mkdir -p "$P/data" "$P/rules"
+	{
+		printf '# Copied by scripts/stack.sh at every start from deploy/prometheus/rules/himari.rules.yml'
+		if [[ -n "$rule_for" ]]; then
+			printf ", every rule's for: set to %s (HIMARI_PROM_RULE_FOR)" "$rule_for"
+		fi
+		printf '; edits are lost.\n'
+		if [[ -n "$rule_for" ]]; then
+			sed -E "s/^([[:space:]]+)for: .*/\\1for: $rule_for/" \
+				"$HIMARI_ROOT/deploy/prometheus/rules/himari.rules.yml"
+		else
+			cat "$HIMARI_ROOT/deploy/prometheus/rules/himari.rules.yml"
+		fi
+	} >"$P/rules/himari.rules.yml"
+	{
+		cat <<EOF_PROM
+# Generated by scripts/stack.sh at every start from scripts/env.sh and the HIMARI_PROM_*
+# knobs; edits are lost. The compose stack's equivalent is deploy/prometheus/prometheus.yml.
+global:
+  scrape_interval: $scrape
+  scrape_timeout: $timeout
+  evaluation_interval: $eval
+  external_labels:
+    environment: $HIMARI_PROFILE
+
+rule_files:
+  - rules/himari.rules.yml
+
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:$HIMARI_AM_PORT"]
+
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:$HIMARI_PROM_PORT"]
+
+  - job_name: alertmanager
+    static_configs:
+      - targets: ["127.0.0.1:$HIMARI_AM_PORT"]
+
+  # HIMARI services: the admin endpoint's GET /metrics, labelled with the program's name.
+  - job_name: himari
+    metrics_path: /metrics
+    static_configs:
+EOF_PROM
+		while read -r name addr; do
+			printf '      - targets: ["%s"]\n        labels:\n          service: %s\n' "$addr" "$name"
+		done <<<"$targets"
+		cat <<EOF_PROM
+
+  - job_name: node
+    static_configs:
+      - targets: ["127.0.0.1:$HIMARI_NODE_EXPORTER_PORT"]
+
+  - job_name: redis
+    static_configs:
+      - targets: ["127.0.0.1:$HIMARI_REDIS_EXPORTER_PORT"]
+
+  - job_name: postgres
+    static_configs:
+      - targets: ["127.0.0.1:$HIMARI_PG_EXPORTER_PORT"]
+EOF_PROM
+	} >"$P/prometheus.yml"
+	mark_logs "$P/check.log"
+	promtool check config "$P/prometheus.yml" >"$P/check.log" 2>&1 || {
+		show_log_tail "$P/check.log"
+		hm_die "prometheus: promtool rejects $P/prometheus.yml"
+	}
+}
+
+prometheus_launch() {
+	local eval resend=1m
+	# A firing alert goes to Alertmanager once, then again every resend delay (Prometheus's 1m):
+	# the first send is dropped when it comes before the Alertmanager is discovered (up to 5 s
+	# after the start), so with a short evaluation interval resend at that interval.
+	eval="$(knob_duration HIMARI_PROM_EVAL_INTERVAL 15s)"
+	(($(duration_ms "$eval") >= 60000)) || resend="$eval"
+	launch_logged prometheus "$P/prometheus.log" prometheus --config.file="$P/prometheus.yml" \
+		--web.listen-address="127.0.0.1:$HIMARI_PROM_PORT" --storage.tsdb.path="$P/data" \
+		--storage.tsdb.retention.time="$(knob_duration HIMARI_PROM_RETENTION 1d)" \
+		--storage.tsdb.retention.size=512MB --rules.alert.resend-delay="$resend"
+}
+
+prometheus_ready() { http_ok "http://127.0.0.1:$HIMARI_PROM_PORT/-/ready"; }
+
+# ---- Alertmanager -----------------------------------------------------------------------------
+# One receiver: the health-gateway's webhook (payload version 4), resolved alerts included.
+# No cluster (--cluster.listen-address= switches gossip off, which would listen on 0.0.0.0:9094).
+readonly A="$RUN/alertmanager"
+alertmanager_pattern() { printf 'alertmanager --config\\.file=%s( |$)' "$(re_escape "$A/alertmanager.yml")"; }
+alertmanager_pidfile() { printf '%s' "$A/alertmanager.pid"; }
+alertmanager_logs() { printf '%s\n' "$A/alertmanager.log" "$A/check.log"; }
+alertmanager_port_list() { printf '%s' "$HIMARI_AM_PORT"; }
+alertmanager_timeout() { printf 30; }
+alertmanager_where() { printf 'http://127.0.0.1:%s (webhook %s)' "$HIMARI_AM_PORT" "$(alertmanager_webhook)"; }
+alertmanager_webhook() {
+	printf '%s' "${HIMARI_AM_WEBHOOK_URL:-http://127.0.0.1:$GATEWAY_ADMIN_PORT/api/v1/alerts}"
+}
+
+alertmanager_prepare() {
+	local wait interval repeat url
+	command -v prometheus-alertmanager >/dev/null 2>&1 ||
+		hm_die "prometheus-alertmanager not found (scripts/deps.sh)"
+	wait="$(knob_duration HIMARI_AM_GROUP_WAIT 10s)"
+	interval="$(knob_duration HIMARI_AM_GROUP_INTERVAL 1m)"
+	repeat="$(knob_duration HIMARI_AM_REPEAT_INTERVAL 4h)"
+	url="$(alertmanager_webhook)"
+	[[ "$url" =~ ^https?://[^[:space:]\"]+$ ]] || hm_die "HIMARI_AM_WEBHOOK_URL=\"$url\" is not a URL"
+	mkdir -p "$A/data"
+	cat >"$A/alertmanager.yml" <<EOF_AM
+# Generated by scripts/stack.sh at every start from scripts/env.sh and the HIMARI_AM_* knobs;
+# edits are lost. The compose stack's equivalent is deploy/alertmanager/alertmanager.yml.
+route:
+  receiver: health-gateway
+  group_by: [alertname, service]
+  group_wait: $wait
+  group_interval: $interval
+  repeat_interval: $repeat
+
+receivers:
+  - name: health-gateway
+    webhook_configs:
+      - url: "$url"
+        send_resolved: true
+EOF_AM
+	mark_logs "$A/check.log"
+	if command -v amtool >/dev/null 2>&1; then
+		amtool check-config "$A/alertmanager.yml" >"$A/check.log" 2>&1 || {
+			show_log_tail "$A/check.log"
+			hm_die "alertmanager: amtool rejects $A/alertmanager.yml"
+		}
+	fi
+}
+
+alertmanager_launch() {
+	launch_logged alertmanager "$A/alertmanager.log" prometheus-alertmanager \
+		--config.file="$A/alertmanager.yml" --storage.path="$A/data" \
+		--web.listen-address="127.0.0.1:$HIMARI_AM_PORT" --cluster.listen-address=
+}
+
+alertmanager_ready() { http_ok "http://127.0.0.1:$HIMARI_AM_PORT/-/ready"; }
+
+# ---- Exporters ----------------------------------------------------------------------------------
+# They read no file of their own to tell one instance from another: an instance is the exporter
+# on this profile's port (start refuses a port that is taken). Secrets reach them in their
+# environment or through a file, never on the command line.
+
+readonly NX="$RUN/node-exporter"
+node_exporter_pattern() {
+	printf 'prometheus-node-exporter --web\\.listen-address=%s( |$)' "$(re_escape "127.0.0.1:$HIMARI_NODE_EXPORTER_PORT")"
+}
+node_exporter_pidfile() { printf '%s' "$NX/node-exporter.pid"; }
+node_exporter_logs() { printf '%s\n' "$NX/node-exporter.log"; }
+node_exporter_port_list() { printf '%s' "$HIMARI_NODE_EXPORTER_PORT"; }
+node_exporter_timeout() { printf 20; }
+node_exporter_where() { printf 'http://127.0.0.1:%s/metrics' "$HIMARI_NODE_EXPORTER_PORT"; }
+node_exporter_prepare() {
+	command -v prometheus-node-exporter >/dev/null 2>&1 ||
+		hm_die "prometheus-node-exporter not found (scripts/deps.sh)"
+}
+node_exporter_launch() {
+	launch_logged node-exporter "$NX/node-exporter.log" prometheus-node-exporter \
+		--web.listen-address="127.0.0.1:$HIMARI_NODE_EXPORTER_PORT"
+}
+node_exporter_ready() { http_ok "http://127.0.0.1:$HIMARI_NODE_EXPORTER_PORT/metrics"; }
+
+# The Redis of this profile, with its generated password in REDIS_PASSWORD.
+readonly RX="$RUN/redis-exporter"
+redis_exporter_pattern() {
+	printf 'prometheus-redis-exporter -web\\.listen-address=%s( |$)' "$(re_escape "127.0.0.1:$HIMARI_REDIS_EXPORTER_PORT")"
+}
+redis_exporter_pidfile() { printf '%s' "$RX/redis-exporter.pid"; }
+redis_exporter_logs() { printf '%s\n' "$RX/redis-exporter.log"; }
+redis_exporter_port_list() { printf '%s' "$HIMARI_REDIS_EXPORTER_PORT"; }
+redis_exporter_timeout() { printf 20; }
+redis_exporter_where() { printf 'http://127.0.0.1:%s/metrics (redis 127.0.0.1:%s)' "$HIMARI_REDIS_EXPORTER_PORT" "$HIMARI_REDIS_PORT"; }
+redis_exporter_prepare() {
+	command -v prometheus-redis-exporter >/dev/null 2>&1 ||
+		hm_die "prometheus-redis-exporter not found (scripts/deps.sh)"
+	secret redis_password >/dev/null
+}
+redis_exporter_launch() {
+	REDIS_PASSWORD="$(cat "$RUN/secrets/redis_password")" \
+		launch_logged redis-exporter "$RX/redis-exporter.log" prometheus-redis-exporter \
+		-web.listen-address="127.0.0.1:$HIMARI_REDIS_EXPORTER_PORT" \
+		-redis.addr="redis://127.0.0.1:$HIMARI_REDIS_PORT"
+}
+redis_exporter_ready() { http_ok "http://127.0.0.1:$HIMARI_REDIS_EXPORTER_PORT/metrics"; }
+
+# PostgreSQL of this profile as role himari on himari_analytics (stack.sh creates both at the
+# server's start): the DSN without its password in DATA_SOURCE_URI/USER, the password read by
+# the exporter from the secret file (DATA_SOURCE_PASS_FILE).
+readonly PX="$RUN/postgres-exporter"
+postgres_exporter_pattern() {
+	printf 'prometheus-postgres-exporter --web\\.listen-address=%s( |$)' "$(re_escape "127.0.0.1:$HIMARI_PG_EXPORTER_PORT")"
+}
+postgres_exporter_pidfile() { printf '%s' "$PX/postgres-exporter.pid"; }
+postgres_exporter_logs() { printf '%s\n' "$PX/postgres-exporter.log"; }
+postgres_exporter_port_list() { printf '%s' "$HIMARI_PG_EXPORTER_PORT"; }
+postgres_exporter_timeout() { printf 20; }
+postgres_exporter_where() { printf 'http://127.0.0.1:%s/metrics (postgres 127.0.0.1:%s)' "$HIMARI_PG_EXPORTER_PORT" "$HIMARI_PG_PORT"; }
+postgres_exporter_prepare() {
+	command -v prometheus-postgres-exporter >/dev/null 2>&1 ||
+		hm_die "prometheus-postgres-exporter not found (scripts/deps.sh)"
+	secret postgres_password >/dev/null
+}
+postgres_exporter_launch() {
+	DATA_SOURCE_URI="127.0.0.1:$HIMARI_PG_PORT/himari_analytics?sslmode=disable" \
+		DATA_SOURCE_USER=himari DATA_SOURCE_PASS_FILE="$RUN/secrets/postgres_password" \
+		launch_logged postgres-exporter "$PX/postgres-exporter.log" prometheus-postgres-exporter \
+		--web.listen-address="127.0.0.1:$HIMARI_PG_EXPORTER_PORT"
+}
+postgres_exporter_ready() { http_ok "http://127.0.0.1:$HIMARI_PG_EXPORTER_PORT/metrics"; }
+
 # ---------------------------------------------------------------------------------------------
 # generic start / stop / status
 
@@ -622,8 +971,8 @@ EOF
 # process whose command line matches the instance pattern (e.g. one whose pid file was lost).
 find_pids() {
 	local name="$1" pattern pid
-	pattern="$("${name}_pattern")"
-	pid="$(read_pidfile "$("${name}_pidfile")")"
+	pattern="$(srv "$name" pattern)"
+	pid="$(read_pidfile "$(srv "$name" pidfile)")"
 	{
 		if pid_alive "$pid" && [[ "$(cmdline_of "$pid")" =~ $pattern ]]; then
 			printf '%s\n' "$pid"
@@ -641,15 +990,15 @@ start_launch() {
 	local name="$1" pid port owner logs
 	pid="$(main_pid "$name")"
 	if [[ -n "$pid" ]]; then
-		if "${name}_ready"; then
-			hm_say "$name already running on $("${name}_where") (pid $pid)"
+		if srv "$name" ready; then
+			hm_say "$name already running on $(srv "$name" where) (pid $pid)"
 			return 0
 		fi
 		hm_say "$name is running (pid $pid) but not answering yet; waiting for it"
 		LAUNCHED_AT[$name]="$(now)"
 		return 0
 	fi
-	for port in $("${name}_port_list"); do
+	for port in $(srv "$name" port_list); do
 		if port_open "$port"; then
 			owner="$(port_owner "$port")"
 			hm_say "$name: port $port on 127.0.0.1 is already taken${owner:+ by $owner}"
@@ -658,12 +1007,12 @@ start_launch() {
 		fi
 	done
 	mkdir -p "$RUN/$name"
-	"${name}_prepare"
-	hm_say "starting $name on $("${name}_where")"
-	mapfile -t logs < <("${name}_logs")
+	srv "$name" prepare
+	hm_say "starting $name on $(srv "$name" where)"
+	mapfile -t logs < <(srv "$name" logs)
 	mark_logs "${logs[@]}"
 	LAUNCHED_AT[$name]="$(now)"
-	"${name}_launch"
+	srv "$name" launch
 }
 
 # start_check NAME - one look at a launched server: 0 = ready (and announced), 1 = not yet,
@@ -671,14 +1020,14 @@ start_launch() {
 start_check() {
 	local name="$1" t0 timeout pid logs
 	t0="${LAUNCHED_AT[$name]}"
-	timeout="$("${name}_timeout")"
-	mapfile -t logs < <("${name}_logs")
+	timeout="$(srv "$name" timeout)"
+	mapfile -t logs < <(srv "$name" logs)
 	pid="$(main_pid "$name")"
-	if [[ -n "$pid" ]] && "${name}_ready"; then
-		if declare -F "${name}_after_ready" >/dev/null; then
-			"${name}_after_ready"
+	if [[ -n "$pid" ]] && srv "$name" ready; then
+		if declare -F "${name//-/_}_after_ready" >/dev/null; then
+			srv "$name" after_ready
 		fi
-		hm_say "$name ready on 127.0.0.1:$("${name}_port_list" | cut -d' ' -f1) (pid $pid, logs ${logs[0]}) after $(elapsed_since "$t0")s"
+		hm_say "$name ready on 127.0.0.1:$(srv "$name" port_list | cut -d' ' -f1) (pid $pid, logs ${logs[0]}) after $(elapsed_since "$t0")s"
 		return 0
 	fi
 	# No process after a few seconds means it exited (bad config, port race, ...).
@@ -787,9 +1136,10 @@ stop_finish() {
 		FAILED=1
 		return 0
 	fi
-	if [[ "$name" == kafka || "$name" == neo4j ]]; then
-		rm -f "$("${name}_pidfile")"
-	fi
+	# Pid files our launcher wrote (Redis and PostgreSQL write and remove their own).
+	case "$name" in
+	kafka | s3 | neo4j | prometheus | alertmanager | *-exporter) rm -f "$(srv "$name" pidfile)" ;;
+	esac
 	hm_say "$name stopped after $(elapsed_since "$t0")s"
 }
 
@@ -854,19 +1204,19 @@ cmd_status() {
 		if [[ -z "$pid" ]]; then
 			state=stopped
 			rc=3
-		elif "${name}_ready"; then
+		elif srv "$name" ready; then
 			state=running
 		else
 			state="running, not answering"
 			rc=3
 		fi
-		printf '%-9s %-24s pid %-8s %s\n' "$name" "$state" "${pid:--}" "$("${name}_where")"
+		printf '%-17s %-24s pid %-8s %s\n' "$name" "$state" "${pid:--}" "$(srv "$name" where)"
 	done
 	for f in "$RUN"/services/*.pid; do
 		[[ -e "$f" ]] || continue
 		spid="$(read_pidfile "$f")"
 		if pid_alive "$spid"; then
-			printf '%-9s %-24s pid %s\n' "$(basename "$f" .pid)" "running (service)" "$spid"
+			printf '%-17s %-24s pid %s\n' "$(basename "$f" .pid)" "running (service)" "$spid"
 		fi
 	done
 	return "$rc"
@@ -874,7 +1224,7 @@ cmd_status() {
 
 cmd_logs() {
 	local name="$1" follow="${2:-}" log
-	log="$("${name}_logs" | sed -n 1p)"
+	log="$(srv "$name" logs | sed -n 1p)"
 	[[ -e "$log" ]] || hm_die "no log yet: $log"
 	if [[ "$follow" == -f ]]; then
 		exec tail -n 50 -F "$log"
@@ -904,7 +1254,7 @@ if [[ $# -eq 0 ]]; then
 fi
 for n in "$@"; do
 	[[ " ${ALL_SERVERS[*]} " == *" $n "* ]] || {
-		printf 'stack.sh: unknown server "%s" (kafka, redis, postgres, s3, neo4j)\n' "$n" >&2
+		printf 'stack.sh: unknown server "%s" (%s)\n' "$n" "${ALL_SERVERS[*]}" >&2
 		usage
 	}
 	[[ " ${names[*]} " == *" $n "* ]] || names+=("$n")
