@@ -1910,3 +1910,17 @@ const hm_control_hooks hm_stage_control_hooks = {
     .resume = control_resume,
     .drain = control_drain,
 };
+
+int hm_stage_service_started(int rc, hm_stage *st, void **ctx, hm_control_hooks *hooks,
+                             void (*status)(void *ud, hm_control_status *out),
+                             void (*reconfigure)(void *ud)) {
+    *ctx = st;
+    *hooks = hm_stage_control_hooks;
+    if (status) hooks->status = status;
+    if (reconfigure) hooks->reconfigure = reconfigure;
+    return rc;
+}
+
+void hm_stage_service_free(void *ctx) {
+    hm_stage_free(ctx);
+}

@@ -174,15 +174,8 @@ static int run_offline(void *cfg, void *opts) {
 static int start(hm_service *svc, void *cfg, void **ctx, hm_control_hooks *hooks, hm_err *err) {
     hm_stage *st = NULL;
     int rc = ar_pipeline_start(svc, cfg, &st, err);
-    *ctx = st;
-    *hooks = hm_stage_control_hooks;
-    hooks->status = ar_pipeline_status;
-    hooks->reconfigure = ar_pipeline_reconfigure;
-    return rc;
-}
-
-static void free_stage(void *ctx) {
-    hm_stage_free(ctx);
+    return hm_stage_service_started(rc, st, ctx, hooks, ar_pipeline_status,
+                                    ar_pipeline_reconfigure);
 }
 
 static const hm_service_desc k_service = {
@@ -195,7 +188,7 @@ static const hm_service_desc k_service = {
     .on_option = on_option,
     .run_offline = run_offline,
     .start = start,
-    .free = free_stage,
+    .free = hm_stage_service_free,
 };
 
 int main(int argc, char **argv) {

@@ -41,14 +41,7 @@ static int run_replay(void *cfg, void *opts) {
 static int start(hm_service *svc, void *cfg, void **ctx, hm_control_hooks *hooks, hm_err *err) {
     hm_stage *st = NULL;
     int rc = fe_pipeline_start(svc, cfg, &st, err);
-    *ctx = st;
-    *hooks = hm_stage_control_hooks;
-    hooks->reconfigure = fe_pipeline_reconfigure;
-    return rc;
-}
-
-static void free_stage(void *ctx) {
-    hm_stage_free(ctx);
+    return hm_stage_service_started(rc, st, ctx, hooks, NULL, fe_pipeline_reconfigure);
 }
 
 static const hm_service_desc k_service = {
@@ -61,7 +54,7 @@ static const hm_service_desc k_service = {
     .on_option = on_option,
     .run_offline = run_replay,
     .start = start,
-    .free = free_stage,
+    .free = hm_stage_service_free,
 };
 
 int main(int argc, char **argv) {

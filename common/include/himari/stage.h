@@ -301,6 +301,18 @@ hm_consumer *hm_stage_consumer(hm_stage *st);
  */
 extern const hm_control_hooks hm_stage_control_hooks;
 
+/**
+ * @brief The end of the .start of a service whose work is one stage (its descriptor,
+ * himari/service.h): rc and st are what its pipeline's start returned. Sets *ctx to the
+ * stage and *hooks to hm_stage_control_hooks with status and reconfigure replaced where
+ * not NULL. @return rc.
+ */
+int hm_stage_service_started(int rc, hm_stage *st, void **ctx, hm_control_hooks *hooks,
+                             void (*status)(void *ud, hm_control_status *out),
+                             void (*reconfigure)(void *ud));
+/** @brief The .free of such a service: hm_stage_free of its ctx. */
+void hm_stage_service_free(void *ctx);
+
 /** @brief Readiness for /readyz and grpc.health (set by hm_stage_start). */
 bool hm_stage_ready(void *stage, char *reason, size_t size);
 
