@@ -65,9 +65,9 @@
 #define ADMIN_H2_CONCURRENT_REQUESTS 1
 /* Pending connections the kernel queues before we accept them. */
 #define ADMIN_BACKLOG 64
-/* Every route is a GET; a request body larger than this is refused by h2o
- * (413) instead of being buffered (h2o 2.2 buffers it whole, default 1 GiB). */
-#define ADMIN_MAX_REQUEST_BODY (64 * 1024)
+/* A request body larger than this (only POST routes read one) is refused by
+ * h2o (413) instead of being buffered (h2o 2.2 buffers it whole, default 1 GiB). */
+#define ADMIN_MAX_REQUEST_BODY (256 * 1024)
 /* Room for the readiness reason the service writes, NUL included. */
 #define ADMIN_REASON_SIZE 256
 
@@ -78,7 +78,8 @@ static const char CT_PROMETHEUS[] = "text/plain; version=0.0.4; charset=utf-8";
 typedef struct admin_route {
     char *path; /* exact path, owned */
     size_t path_len;
-    hm_admin_handler_cb cb;
+    hm_admin_handler_cb cb; /* GET and HEAD; NULL for a POST route */
+    hm_admin_post_cb post;  /* POST; NULL for a GET route */
     void *ud;
 } admin_route;
 
@@ -266,14 +267,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
 
     int status;
     const char *content_type = CT_JSON;
-    if (!iov_eq(req->method, "GET") && !iov_eq(req->method, "HEAD")) {
+    bool is_post = route && route->post;
+    bool method_ok = is_post ? iov_eq(req->method, "POST")
+                             : iov_eq(req->method, "GET") || iov_eq(req->method, "HEAD");
+    if (!method_ok) {
         status = 405;
         hm_buf_puts(body, "{\"error\":\"method not allowed\",");
         hm_json_key(body, "method");
         hm_json_str(body, req->method.base, req->method.len);
         hm_buf_putc(body, '}');
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
-                       H2O_STRLIT("GET, HEAD"));
+                       is_post ? "POST" : "GET, HEAD", is_post ? 4 : 9);
     } else if (builtin && path.len == 8 && memcmp(path.base, "/healthz", 8) == 0) {
         status = 200;
         content_type = CT_TEXT;
@@ -285,10 +289,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         content_type = CT_PROMETHEUS;
         hm_metrics_render(a->metrics, body);
     } else if (route) {
-        hm_admin_handler_cb cb = route->cb;
-        void *ud = route->ud;
         const char *ct = CT_JSON;
-        status = cb(ud, body, &ct);
+        if (is_post)
+            status = route->post(route->ud, req->entity.base, req->entity.len, body, &ct);
+        else
+            status = route->cb(route->ud, body, &ct);
         content_type = ct ? ct : CT_JSON;
         if (status < 100 || status > 599) {
             log_limited(HM_LOG_ERROR, "admin_handler_bad_status",
@@ -669,17 +674,18 @@ void hm_admin_set_ready(hm_admin *a, hm_admin_ready_cb ready, void *ready_ud) {
     a->ready_ud = ready_ud;
 }
 
-void hm_admin_route(hm_admin *a, const char *path, hm_admin_handler_cb cb, void *ud) {
+static void route_add(hm_admin *a, const char *path, admin_route r) {
     assert(a != NULL);
-    assert(cb != NULL);
+    assert(r.cb != NULL || r.post != NULL);
     if (!path || path[0] != '/')
         hm_panic("admin: route %s must start with '/'", path ? path : "(null)");
     size_t n = strlen(path);
     if (is_builtin_path(path, n)) hm_panic("admin: route %s is built in", path);
     for (size_t i = 0; i < a->n_routes; i++) {
         if (a->routes[i].path_len == n && memcmp(a->routes[i].path, path, n) == 0) {
-            a->routes[i].cb = cb; /* re-registering replaces */
-            a->routes[i].ud = ud;
+            r.path = a->routes[i].path; /* re-registering replaces */
+            r.path_len = n;
+            a->routes[i] = r;
             return;
         }
     }
@@ -687,7 +693,21 @@ void hm_admin_route(hm_admin *a, const char *path, hm_admin_handler_cb cb, void 
         a->cap_routes = a->cap_routes ? a->cap_routes * 2 : 4;
         a->routes = hm_xrealloc(a->routes, a->cap_routes * sizeof(*a->routes));
     }
-    a->routes[a->n_routes++] = (admin_route){hm_xstrndup(path, n), n, cb, ud};
+    r.path = hm_xstrndup(path, n);
+    r.path_len = n;
+    a->routes[a->n_routes++] = r;
+}
+
+void hm_admin_route(hm_admin *a, const char *path, hm_admin_handler_cb cb, void *ud) {
+    route_add(a, path, (admin_route){.cb = cb, .ud = ud});
+}
+
+void hm_admin_route_post(hm_admin *a, const char *path, hm_admin_post_cb cb, void *ud) {
+    route_add(a, path, (admin_route){.post = cb, .ud = ud});
+}
+
+bool hm_admin_has_route(const hm_admin *a, const char *path) {
+    return route_find(a, path, strlen(path)) != NULL;
 }
 
 int hm_admin_port(const hm_admin *a) {

@@ -369,7 +369,10 @@ hm_control *hm_control_start(hm_service *svc, const hm_service_schema *schema, v
     hm_service_config_digest(schema, cfg, c->digest);
     hm_service_add_grpc(svc, &himari__v1__control_service__descriptor, k_methods,
                         HM_ARRAY_LEN(k_methods), c);
-    hm_admin_route(svc->admin, "/status", http_status, c);
+    /* A service that serves a /status of its own (the health-gateway's page) keeps it;
+     * its Status is then on gRPC only. */
+    if (!hm_admin_has_route(svc->admin, "/status"))
+        hm_admin_route(svc->admin, "/status", http_status, c);
     return c;
 }
 

@@ -262,13 +262,22 @@ static int setup(hm_http_req *r, const hm_http_request *q) {
     SET(CURLOPT_TIMEOUT_MS, (long)timeout);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)connect);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    if (strcmp(method, "GET") != 0) SET(CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L); /* a HEAD answer has no body to wait for */
+    } else if (strcmp(method, "GET") != 0) {
+        SET(CURLOPT_CUSTOMREQUEST, method);
+    }
     if (q->body) {
         SET(CURLOPT_POSTFIELDS, q->body);
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
     }
+    if (q->aws_sigv4) {
+        SET(CURLOPT_AWS_SIGV4, q->aws_sigv4);
+    }
     if (q->user) {
-        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        if (!q->aws_sigv4) {
+            SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        }
         SET(CURLOPT_USERNAME, q->user);
         SET(CURLOPT_PASSWORD, q->password ? q->password : "");
     }

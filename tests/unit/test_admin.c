@@ -158,6 +158,24 @@ static int fetch(int port, const char *method, const char *path, http_resp *r) {
     return rc;
 }
 
+/* A POST with a body (Content-Length). */
+static int fetch_post(int port, const char *path, const char *body, http_resp *r) {
+    client_conn *c = malloc(sizeof(*c));
+    if (!c) return -1;
+    int rc = client_connect(c, port);
+    if (rc == 0) {
+        char req[1024];
+        snprintf(req, sizeof(req),
+                 "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n\r\n%s", path,
+                 strlen(body), body);
+        rc = client_send(c, req);
+        if (rc == 0) rc = client_read_response(c, false, r);
+    }
+    client_close(c);
+    free(c);
+    return rc;
+}
+
 /* ---- harness: loop in the test thread, client in a helper thread ---------- */
 
 typedef struct harness harness;
@@ -626,6 +644,41 @@ static void test_unknown_path_is_404_json_naming_the_path(void **state) {
     harness_finish(h);
 }
 
+/* Answers with what it was sent, reversed, so the test sees the handler had the body. */
+static int echo_post(void *ud, const char *body, size_t len, hm_buf *out, const char **ct) {
+    (*(int *)ud)++;
+    for (size_t i = len; i > 0; i--)
+        hm_buf_putc(out, body[i - 1]);
+    *ct = "text/plain";
+    return len ? 202 : 400;
+}
+
+static void client_post_routes(harness *h) {
+    h->rc[0] = fetch_post(h->port, "/hook", "abc{}", &h->resp[0]);
+    h->rc[1] = fetch(h->port, "GET", "/hook", &h->resp[1]);
+    h->rc[2] = fetch_post(h->port, "/hook", "", &h->resp[2]);
+}
+
+static void test_post_route_gets_the_body_and_refuses_get(void **state) {
+    harness *h = harness_start(NULL, NULL);
+    int calls = 0;
+    hm_admin_route_post(h->admin, "/hook", echo_post, &calls);
+    assert_true(hm_admin_has_route(h->admin, "/hook"));
+    assert_false(hm_admin_has_route(h->admin, "/nope"));
+    harness_run(h, client_post_routes);
+    assert_int_equal(h->rc[0], 0);
+    assert_int_equal(h->resp[0].status, 202);
+    assert_string_equal(h->resp[0].body, "}{cba");
+    assert_header(&h->resp[0], "content-type", "text/plain");
+    assert_int_equal(h->rc[1], 0);
+    assert_int_equal(h->resp[1].status, 405);
+    assert_header(&h->resp[1], "allow", "POST");
+    assert_int_equal(h->rc[2], 0);
+    assert_int_equal(h->resp[2].status, 400);
+    assert_int_equal(calls, 2);
+    harness_finish(h);
+}
+
 static void test_post_is_405_with_allow_header_and_counted_under_its_route(void **state) {
     harness *h = harness_start(NULL, NULL);
     harness_run(h, client_post_healthz);
@@ -888,6 +941,7 @@ int main(void) {
         cmocka_unit_test(test_route_added_while_serving_is_reachable),
         cmocka_unit_test(test_unknown_path_is_404_json_naming_the_path),
         cmocka_unit_test(test_post_is_405_with_allow_header_and_counted_under_its_route),
+        cmocka_unit_test(test_post_route_gets_the_body_and_refuses_get),
         cmocka_unit_test(test_requests_share_one_keepalive_connection_and_head_has_no_body),
         cmocka_unit_test(test_port_zero_binds_a_free_port_on_loopback_by_default),
         cmocka_unit_test(test_taken_port_fails_with_message_and_leaves_loop_empty),

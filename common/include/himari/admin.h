@@ -8,6 +8,8 @@
  *   GET /readyz   200 {"ready":true} or 503 {"ready":false,"reason":"..."}
  *   GET /metrics  the Prometheus exposition of the service's registry
  *   GET <path>    any handler the service registers (e.g. /status as JSON)
+ *   POST <path>   a handler of a request body the service registers (e.g. the
+ *                 health-gateway's Alertmanager webhook); at most 256 KiB
  *
  * Bound to 127.0.0.1 unless configured otherwise; a bind off loopback is
  * logged once at start (admin_not_loopback: plain HTTP, no authentication).
@@ -58,11 +60,25 @@ int hm_admin_start(uv_loop_t *loop, const hm_admin_opts *opts, hm_metrics *metri
                    hm_admin_ready_cb ready, void *ready_ud, hm_admin **out,
                    hm_err *err) HM_MUST_CHECK;
 
+/**
+ * @brief A POST handler: body (body_len bytes, not NUL-terminated, valid during
+ * the call) is the request's entity; write the answer into out and return the
+ * HTTP status, as a GET handler does.
+ */
+typedef int (*hm_admin_post_cb)(void *ud, const char *body, size_t body_len, hm_buf *out,
+                                const char **content_type);
+
 /** @brief Replace the readiness probe (NULL: always ready). */
 void hm_admin_set_ready(hm_admin *a, hm_admin_ready_cb ready, void *ready_ud);
 
 /** @brief Add a GET handler for an exact path (before or after start). */
 void hm_admin_route(hm_admin *a, const char *path, hm_admin_handler_cb cb, void *ud);
+
+/** @brief Add a POST handler for an exact path (which then answers no GET). */
+void hm_admin_route_post(hm_admin *a, const char *path, hm_admin_post_cb cb, void *ud);
+
+/** @brief Is a handler (GET or POST) registered for this exact path? */
+bool hm_admin_has_route(const hm_admin *a, const char *path);
 
 /** @brief The port actually bound (useful with port 0). */
 int hm_admin_port(const hm_admin *a);

@@ -81,9 +81,10 @@ struct hm_service_schema;
 
 /**
  * @brief Serve ControlService on the service's gRPC server and /status on its admin
- * endpoint. cfg is the service's loaded configuration (schema says how to load a
- * fresh one and compare); config_path the file it came from (NULL: none). hooks and
- * ud must outlive the control. Free with hm_control_free after the loop ended.
+ * endpoint (unless the service routed a /status of its own before). cfg is the service's loaded
+ * configuration (schema says how to load a fresh one and compare); config_path the file it came
+ * from (NULL: none). hooks and ud must outlive the control. Free with hm_control_free after the
+ * loop ended.
  */
 hm_control *hm_control_start(struct hm_service *svc, const struct hm_service_schema *schema,
                              void *cfg, const char *config_path, const hm_control_hooks *hooks,

@@ -31,7 +31,9 @@ typedef struct hm_http_request {
     size_t n_headers;
     const char *body; /* NULL: none */
     size_t body_len;
-    const char *user, *password; /* basic auth when user is set */
+    const char *user, *password; /* basic auth when user is set (or SigV4's keys, below) */
+    const char *aws_sigv4;       /* "aws:amz:REGION:SERVICE": sign with AWS SigV4, user and
+                                    password being the access and secret key; NULL: none */
     int64_t timeout_ms;          /* the whole request; 0: 10000 */
     int64_t connect_timeout_ms;  /* 0: the smaller of 3000 and timeout_ms */
     size_t max_body;             /* a longer answer fails with -EMSGSIZE; 0: 64 MiB */

@@ -294,6 +294,49 @@ void hm_reader_close(hm_reader *r, void (*done)(void *ud), void *ud);
 
 /* ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------ */
+/* Probe: is the cluster there, and how far behind are these groups?         */
+
+typedef struct hm_kafka_probe hm_kafka_probe;
+
+/** One consumer group's lag: the log end (read_committed) minus its committed offset,
+ *  summed over the partitions it has committed. */
+typedef struct hm_kafka_group_lag {
+    const char *group;
+    int64_t lag;
+    int partitions;    /* partitions with a committed offset */
+    const char *error; /* "" or why this group's lag is unknown */
+} hm_kafka_group_lag;
+
+typedef struct hm_kafka_probe_result {
+    int err;           /* 0: the cluster answered; -ETIMEDOUT, -EIO */
+    const char *error; /* "" when err is 0 */
+    int brokers;
+    int32_t controller; /* -1: none known */
+    const hm_kafka_group_lag *groups;
+    size_t n_groups;
+} hm_kafka_probe_result;
+
+/** The end of a probe round; r and what it points to are valid during the call. */
+typedef void (*hm_kafka_probe_cb)(void *ud, const hm_kafka_probe_result *r);
+
+/**
+ * @brief An admin client on loop (librdkafka's admin API, its results pumped onto the
+ * loop). Close with hm_kafka_probe_close.
+ */
+int hm_kafka_probe_new(uv_loop_t *loop, const hm_kafka_config *kc, hm_kafka_probe **out,
+                       hm_err *err) HM_MUST_CHECK;
+/**
+ * @brief One round: DescribeCluster and each group's committed offsets at once, then the
+ * log ends of their partitions; every request bounded by timeout_ms. cb runs once, on the
+ * loop, never from within this call. groups are copied.
+ * @return 0, or -EBUSY while the previous round has not ended (cb not called).
+ */
+int hm_kafka_probe_run(hm_kafka_probe *p, const char *const *groups, size_t n_groups,
+                       int timeout_ms, hm_kafka_probe_cb cb, void *ud) HM_MUST_CHECK;
+/** @brief Stop (a round in flight never calls back) and free; done(ud) when all is gone. */
+void hm_kafka_probe_close(hm_kafka_probe *p, void (*done)(void *ud), void *ud);
+
 /**
  * @brief Apply hm_kafka_config (bootstrap, security, SASL, properties) to a
  * librdkafka conf. Used by the clients above and by tools.
