@@ -1,7 +1,8 @@
 # Writes OUT, a C file with every DIR/NNN_name.EXT as an entry of the array ARRAY of
 # hm_embedded_file (himari/embedded.h; ARRAY and COUNT declared in INCLUDE), in version
 # order, and COUNT, the number of entries. Run by the build (cmake -P): the archiver's sql/ migrations
-# (sql/README.md) and the graph-writer's cypher/ schema.
+# (sql/README.md) and the graph-writer's cypher/ schema. With -DUNVERSIONED=ON the files are
+# named name.EXT and have version 0, in name order (the health-gateway's status page).
 file(GLOB files ${DIR}/*.${EXT})
 list(SORT files)
 get_filename_component(dir_name ${DIR} NAME)
@@ -11,12 +12,21 @@ set(table "")
 set(count 0)
 foreach(f ${files})
   get_filename_component(base ${f} NAME_WE)
-  if(NOT base MATCHES "^([0-9][0-9][0-9])_([a-z0-9_]+)$")
-    message(FATAL_ERROR "${dir_name}/${base}.${EXT}: files are named NNN_name.${EXT} (lowercase)")
+  if(UNVERSIONED)
+    if(NOT base MATCHES "^[a-z0-9_]+$")
+      message(FATAL_ERROR "${dir_name}/${base}.${EXT}: files are named name.${EXT} (lowercase)")
+    endif()
+    set(version ${count})
+    set(name ${base})
+    set(version_int 0)
+  else()
+    if(NOT base MATCHES "^([0-9][0-9][0-9])_([a-z0-9_]+)$")
+      message(FATAL_ERROR "${dir_name}/${base}.${EXT}: files are named NNN_name.${EXT} (lowercase)")
+    endif()
+    set(version ${CMAKE_MATCH_1})
+    set(name ${CMAKE_MATCH_2})
+    math(EXPR version_int "1${version} - 1000")
   endif()
-  set(version ${CMAKE_MATCH_1})
-  set(name ${CMAKE_MATCH_2})
-  math(EXPR version_int "1${version} - 1000")
   file(READ ${f} hex HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
   string(APPEND body "static const char text_${version}[] = {${bytes}0x00};\n")
