@@ -35,6 +35,7 @@ typedef struct fe_kafka {
     hm_metric_family *records_f;
     hm_counter *emitted, *events, *evicted, *bad_input;
     hm_gauge *symbols;
+    hm_gauge *last_emit; /* when features were last sent (not while rebuilding state) */
 } fe_kafka;
 
 static fe_kafka *of(hm_stage *st) {
@@ -50,6 +51,7 @@ static void send_features(void *ud, int32_t partition, const char *key, size_t k
     if (k->view && !k->rebuilding) {
         fe_redis_view_history(k->view, key, key_len, interval_end_ms, json, len);
     }
+    if (!k->rebuilding) hm_gauge_set(k->last_emit, (double)hm_now_ms() / 1000.0);
 }
 
 static void send_event(void *ud, int32_t partition, const char *key, size_t key_len,
@@ -165,6 +167,11 @@ static void register_metrics(fe_kafka *k, hm_metrics *m) {
         "result");
     k->emitted = hm_metrics_counter_child(hm_metrics_counter(
         m, "himari_features_emitted_total", "features_computed records emitted.", NULL));
+    k->last_emit = hm_metrics_gauge_child(hm_metrics_gauge(
+        m, "himari_features_last_emit_timestamp_seconds",
+        "Unix time features_computed records were last emitted (0: none yet); FeatureStale "
+        "fires when it falls 10 s behind.",
+        NULL));
     k->events = hm_metrics_counter_child(
         hm_metrics_counter(m, "himari_features_events_total", "Causal events emitted.", NULL));
     k->evicted = hm_metrics_counter_child(hm_metrics_counter(
