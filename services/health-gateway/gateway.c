@@ -363,7 +363,8 @@ static int http_alerts(void *ud, const char *body, size_t len, hm_buf *out, cons
     return 200;
 }
 
-/* ---- start ------------------------------------------------------------------------------------ */
+/* ---- start ------------------------------------------------------------------------------------
+ */
 
 static bool is_critical(const hg_config *cfg, const char *name) {
     return hm_str_list_contains(&cfg->critical, name, strlen(name));
@@ -388,14 +389,16 @@ static void create_parts(hg_gateway *g) {
     hg_config *c = g->cfg;
     hm_metrics *m = g->svc->metrics;
     hm_metric_family *up = hm_metrics_gauge(
-        m, "himari_gateway_part_up", "1 when the part's last probe succeeded, else 0 (down, or not probed yet).",
-        "part,kind");
-    static const double k_secs[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
-    hm_metric_family *secs = hm_metrics_histogram(
-        m, "himari_gateway_probe_seconds", "How long each probe took (a timed-out one: the timeout).",
-        "part", k_secs, HM_ARRAY_LEN(k_secs));
-    hm_metric_family *fails = hm_metrics_counter(
-        m, "himari_gateway_probe_failures_total", "Probes that failed or timed out.", "part");
+        m, "himari_gateway_part_up",
+        "1 when the part's last probe succeeded, else 0 (down, or not probed yet).", "part,kind");
+    static const double k_secs[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   5};
+    hm_metric_family *secs =
+        hm_metrics_histogram(m, "himari_gateway_probe_seconds",
+                             "How long each probe took (a timed-out one: the timeout).", "part",
+                             k_secs, HM_ARRAY_LEN(k_secs));
+    hm_metric_family *fails = hm_metrics_counter(m, "himari_gateway_probe_failures_total",
+                                                 "Probes that failed or timed out.", "part");
     g->parts = hm_xcalloc(c->services.n + 5, sizeof(*g->parts));
     for (size_t i = 0; i < c->services.n; i++) {
         char name[64];
@@ -411,28 +414,30 @@ static void create_parts(hg_gateway *g) {
         add_part(g, HG_REDIS, "redis", target, up, secs, fails);
     }
     if (c->postgres.host && *c->postgres.host) {
-        snprintf(target, sizeof(target), "%s:%lld/%s", c->postgres.host, (long long)c->postgres.port,
-                 c->postgres.dbname ? c->postgres.dbname : "");
+        snprintf(target, sizeof(target), "%s:%lld/%s", c->postgres.host,
+                 (long long)c->postgres.port, c->postgres.dbname ? c->postgres.dbname : "");
         add_part(g, HG_POSTGRES, "postgres", target, up, secs, fails);
     }
-    if (c->neo4j.url && *c->neo4j.url) add_part(g, HG_NEO4J, "neo4j", c->neo4j.url, up, secs, fails);
+    if (c->neo4j.url && *c->neo4j.url)
+        add_part(g, HG_NEO4J, "neo4j", c->neo4j.url, up, secs, fails);
     if (c->s3.endpoint && *c->s3.endpoint) {
         snprintf(target, sizeof(target), "%s/%s", c->s3.endpoint, c->s3.bucket ? c->s3.bucket : "");
         add_part(g, HG_S3, "s3", target, up, secs, fails);
     }
 
-    hm_metric_family *lag = hm_metrics_gauge(
-        m, "himari_gateway_consumer_lag",
-        "A consumer group's lag at the last probe: log end (read_committed) minus committed offset, summed over its partitions.",
-        "group");
+    hm_metric_family *lag =
+        hm_metrics_gauge(m, "himari_gateway_consumer_lag",
+                         "A consumer group's lag at the last probe: log end (read_committed) minus "
+                         "committed offset, summed over its partitions.",
+                         "group");
     g->n_groups = c->kafka_groups.n;
     g->groups = hm_xcalloc(g->n_groups ? g->n_groups : 1, sizeof(*g->groups));
     for (size_t i = 0; i < g->n_groups; i++) {
         g->groups[i].group = hm_xstrdup(c->kafka_groups.items[i]);
         g->groups[i].gauge = hm_metrics_gauge_child(lag, c->kafka_groups.items[i]);
     }
-    g->alerts_firing = hm_metrics_gauge_child(
-        hm_metrics_gauge(m, "himari_gateway_alerts_firing", "Alerts firing, as Alertmanager last said.", ""));
+    g->alerts_firing = hm_metrics_gauge_child(hm_metrics_gauge(
+        m, "himari_gateway_alerts_firing", "Alerts firing, as Alertmanager last said.", ""));
     hm_metric_family *notified = hm_metrics_counter(
         m, "himari_gateway_alert_notifications_total",
         "Alerts received from Alertmanager's webhook, by their status.", "status");
@@ -501,7 +506,7 @@ int hg_gateway_start(hm_service *svc, hg_config *cfg, hg_gateway **out, hm_err *
         if (ro.command_timeout_ms == 0 || ro.command_timeout_ms > cfg->probe_timeout_ms)
             ro.command_timeout_ms = cfg->probe_timeout_ms;
         ro.max_pending = 16;
-        g->redis = hm_redis_new(svc->loop, &ro, NULL, NULL);
+        g->redis = hm_redis_new(svc->loop, &ro, hg_probe_redis_state, &g->parts[i]);
     }
     uv_timer_init(svc->loop, &g->round_timer);
     uv_timer_init(svc->loop, &g->timeout_timer);

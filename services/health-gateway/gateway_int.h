@@ -45,6 +45,7 @@ typedef struct hg_part {
     hm_http_req *reqs[HG_SERVICE_REQS];
     hg_pg_probe *pg;
     uint64_t redis_sent, redis_done; /* PINGs: replies come in order */
+    bool redis_waiting;              /* for the connection, to send the PING */
 
     /* A service's figures (from /status). */
     char service_state[32];
@@ -128,6 +129,8 @@ struct hg_gateway {
 void hg_probe_start(hg_part *p);
 /** @brief Abandon p's probe in flight (its callbacks will not call hg_part_done). */
 void hg_probe_cancel(hg_part *p);
+/** @brief The Redis connection's state changed (ud: the redis part). */
+void hg_probe_redis_state(hm_redis *r, hm_redis_state state, void *ud);
 
 /* gateway.c */
 /** @brief One of p's requests answered: down (error) or not (NULL); the last ends it. */

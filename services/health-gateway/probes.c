@@ -77,7 +77,8 @@ static void on_status(hg_part *p, const hm_http_response *r) {
         p->lag = lag;
         int64_t now = hm_now_ms();
         if (p->prev_ms > 0 && now > p->prev_ms && p->records_in >= p->prev_in)
-            p->throughput = (double)(p->records_in - p->prev_in) * 1000.0 / (double)(now - p->prev_ms);
+            p->throughput =
+                (double)(p->records_in - p->prev_in) * 1000.0 / (double)(now - p->prev_ms);
         p->prev_in = p->records_in;
         p->prev_ms = now;
         json_decref(root);
@@ -107,7 +108,8 @@ static void on_neo4j(hg_part *p, const hm_http_response *r) {
     char error[256];
     if (r->err || r->status != 200) {
         http_error(error, sizeof(error), r);
-        if (!r->err && r->status == 401) snprintf(error, sizeof(error), "HTTP 401: check neo4j.user and neo4j.password");
+        if (!r->err && r->status == 401)
+            snprintf(error, sizeof(error), "HTTP 401: check neo4j.user and neo4j.password");
         hg_part_answer(p, error);
         return;
     }
@@ -134,7 +136,8 @@ static void on_s3(hg_part *p, const hm_http_response *r) {
     if (!r->err && r->status == 404)
         snprintf(error, sizeof(error), "HTTP 404: bucket %s does not exist", p->gw->cfg->s3.bucket);
     else if (!r->err && r->status == 403)
-        snprintf(error, sizeof(error), "HTTP 403: access denied (check s3.access_key and s3.secret_key)");
+        snprintf(error, sizeof(error),
+                 "HTTP 403: access denied (check s3.access_key and s3.secret_key)");
     hg_part_answer(p, error);
 }
 
@@ -246,25 +249,52 @@ static void on_pong(hm_redis *r, const redisReply *reply, void *ud) {
         hg_part_answer(p, "PING did not answer PONG");
 }
 
-static void probe_redis(hg_part *p) {
-    p->pending = 1;
-    hm_redis *r = p->gw->redis;
-    char error[256];
-    if (hm_redis_get_state(r) != HM_REDIS_READY) {
-        const char *last = hm_redis_last_error(r);
-        snprintf(error, sizeof(error), "not connected (%s)%s%s", hm_redis_state_name(hm_redis_get_state(r)),
-                 *last ? ": " : "", last);
-        hg_part_answer(p, error);
-        return;
-    }
+static void send_ping(hg_part *p) {
     const char *argv[] = {"PING"};
     size_t lens[] = {4};
     p->redis_sent++; /* this probe's PING is the redis_sent-th reply */
-    int rc = hm_redis_command(r, 1, argv, lens, on_pong, p);
+    int rc = hm_redis_command(p->gw->redis, 1, argv, lens, on_pong, p);
     if (rc != 0) {
         p->redis_sent--;
+        char error[128];
         snprintf(error, sizeof(error), "cannot send PING: %s", strerror(-rc));
         hg_part_answer(p, error);
+    }
+}
+
+/* While connecting, the probe waits for the connection (within its timeout): a Redis that
+ * accepts and never answers AUTH times out like any other. */
+void hg_probe_redis_state(hm_redis *r, hm_redis_state state, void *ud) {
+    hg_part *p = ud;
+    if (!p->in_flight || !p->redis_waiting) return;
+    if (state == HM_REDIS_READY) {
+        p->redis_waiting = false;
+        send_ping(p);
+    } else if (state == HM_REDIS_DOWN) {
+        p->redis_waiting = false;
+        char error[256];
+        snprintf(error, sizeof(error), "not connected: %s", hm_redis_last_error(r));
+        hg_part_answer(p, error);
+    }
+}
+
+static void probe_redis(hg_part *p) {
+    p->pending = 1;
+    p->redis_waiting = false;
+    hm_redis *r = p->gw->redis;
+    switch (hm_redis_get_state(r)) {
+        case HM_REDIS_READY:
+            send_ping(p);
+            return;
+        case HM_REDIS_CONNECTING:
+            p->redis_waiting = true;
+            return;
+        default: {
+            char error[256];
+            const char *last = hm_redis_last_error(r);
+            snprintf(error, sizeof(error), "not connected%s%s", *last ? ": " : "", last);
+            hg_part_answer(p, error);
+        }
     }
 }
 
@@ -338,5 +368,6 @@ void hg_probe_cancel(hg_part *p) {
         hg_pg_probe_cancel(p->pg);
         p->pg = NULL;
     }
+    p->redis_waiting = false;
     /* Redis and Kafka answer later; their callbacks see the probe is no longer in flight. */
 }
