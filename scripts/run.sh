@@ -2,15 +2,19 @@
 # scripts/run.sh - `make run` / `make stop` / `make status`: the local system in one command.
 #
 #   start   install what is missing, build, start Kafka + Redis + PostgreSQL + S3 (versitygw) + Neo4j on loopback
-#           (dev profile ports), create the topics, start every service that exists and
-#           the simulated market feed, wait until they are ready, print where to look
+#           (dev profile ports), create the topics, start every service that exists (the
+#           health-gateway last, probing the others), then the monitoring (Prometheus scraping
+#           the services, Alertmanager sending to the gateway, the node/Redis/PostgreSQL
+#           exporters) and the simulated market feed, wait until they are ready, print where
+#           to look (the gateway's status page first)
 #   stop    stop the feed, the services (SIGTERM: they commit and leave cleanly) and the
 #           servers; leaves no process behind
 #   status  what is running
 #   export-day [DATE]  the archiver's Parquet files of DATE (default today, UTC) into S3 now
 #
 # Environment: HIMARI_SIM_RATE (records/s, default 2000), HIMARI_SIM_ANOMALY_RATE (default
-# 0.01), HIMARI_PORT_BASE (default 19000) and everything scripts/env.sh documents.
+# 0.01), HIMARI_PORT_BASE (default 19000), everything scripts/env.sh documents and the
+# monitoring's knobs in scripts/stack.sh's header (HIMARI_PROM_SCRAPE_INTERVAL, ...).
 set -euo pipefail
 export HIMARI_PROFILE="${HIMARI_PROFILE:-dev}"
 # shellcheck source-path=SCRIPTDIR source=env.sh disable=SC1091
@@ -36,6 +40,7 @@ default_port() {
 admin_port() { echo $((HIMARI_PORT_BASE + $(default_port "$1" admin) - 8000)); }
 grpc_port() { echo $((HIMARI_PORT_BASE + 100 + $(default_port "$1" grpc) - 9000)); }
 TOKEN_FILE="$HIMARI_RUN_DIR/secrets/grpc_token"
+readonly MONITORING=(prometheus alertmanager node-exporter redis-exporter postgres-exporter)
 
 # ensure_token - the bearer token for mutating gRPC calls (Pause, Drain, ...), made once.
 ensure_token() {
@@ -84,6 +89,24 @@ service_env() {
 		"HIMARI_NEO4J_URL=http://127.0.0.1:$HIMARI_NEO4J_HTTP_PORT" \
 		"HIMARI_NEO4J_PASSWORD_FILE=$HIMARI_RUN_DIR/secrets/neo4j_password" \
 		"HIMARI_SERVICE_INSTANCE_ID=$name-dev"
+	if [[ "$name" == health-gateway ]]; then
+		printf 'HIMARI_GATEWAY_SERVICES=%s\n' "$(service_list http:// health-gateway)"
+	fi
+}
+
+# service_list SCHEME [EXCEPT] - every service present but EXCEPT as a comma list of
+# name=SCHEME127.0.0.1:admin_port: the health-gateway's HIMARI_GATEWAY_SERVICES (http://) and
+# Prometheus's HIMARI_PROM_SERVICES (no scheme).
+service_list() {
+	local scheme="$1" except="${2:-}" name list=()
+	for name in $(services_present); do
+		[[ "$name" != "$except" ]] || continue
+		list+=("$name=${scheme}127.0.0.1:$(admin_port "$name")")
+	done
+	(
+		IFS=,
+		printf '%s' "${list[*]}"
+	)
 }
 
 start_service() {
@@ -160,10 +183,28 @@ cmd_start() {
 	local name
 	for name in $(services_present); do start_service "$name"; done
 	for name in $(services_present); do wait_ready "$name"; done
+	# After the services, so that their first scrapes find them up. Prometheus scrapes the
+	# services this checkout has (a missing one would be ServiceDown for ever).
+	HIMARI_PROM_SERVICES="$(service_list "")" scripts/stack.sh start "${MONITORING[@]}"
 	start_sim
+	local gw_port=""
+	if [[ " $(services_present | tr '\n' ' ') " == *" health-gateway "* ]]; then
+		gw_port="$(admin_port health-gateway)"
+		cat <<EOF
+
+================================================================================
+  Status page: http://127.0.0.1:$gw_port/status
+================================================================================
+EOF
+	else
+		printf '\n  (no status page: services/health-gateway has no main.c in this checkout)\n'
+	fi
 	cat <<EOF
 
 HIMARI is running (profile $HIMARI_PROFILE, files under $HIMARI_RUN_DIR):
+  Prometheus  http://127.0.0.1:$HIMARI_PROM_PORT   (targets: /targets, alerts: /alerts; rules: deploy/prometheus/rules/)
+  Alertmanager http://127.0.0.1:$HIMARI_AM_PORT   (every alert to the health-gateway${gw_port:+, http://127.0.0.1:$gw_port/api/v1/alerts})
+  exporters   node http://127.0.0.1:$HIMARI_NODE_EXPORTER_PORT/metrics, redis :$HIMARI_REDIS_EXPORTER_PORT, postgres :$HIMARI_PG_EXPORTER_PORT
   Kafka       $HIMARI_KAFKA_BOOTSTRAP   (topics: build/bin/himari-topics --bootstrap $HIMARI_KAFKA_BOOTSTRAP list)
   Redis       127.0.0.1:$HIMARI_REDIS_PORT   PostgreSQL 127.0.0.1:$HIMARI_PG_PORT (database himari_analytics)
   S3          http://127.0.0.1:$HIMARI_S3_PORT (versitygw, bucket $HIMARI_S3_BUCKET: the cold archive, a file per closed day and exchange)
@@ -177,6 +218,15 @@ EOF
 	cat <<EOF
 
 Look at it:
+EOF
+	if [[ -n "$gw_port" ]]; then
+		cat <<EOF
+  curl -s http://127.0.0.1:$gw_port/api/v1/status   # every part, quality per exchange, firing alerts (JSON)
+  chromium --headless --no-sandbox --disable-gpu --screenshot=/tmp/himari-status.png \\
+    --window-size=1400,1000 --virtual-time-budget=5000 http://127.0.0.1:$gw_port/status
+EOF
+	fi
+	cat <<EOF
   build/bin/himarictl --target 127.0.0.1:$(grpc_port ingest-validator) status
   build/bin/himarictl --target 127.0.0.1:$(grpc_port ingest-validator) --token-file $TOKEN_FILE pause   (then: resume)
   curl -s http://127.0.0.1:$(admin_port ingest-validator)/metrics | grep himari_validator_records_total
