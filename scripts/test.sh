@@ -93,6 +93,7 @@ if [[ $run_unit == 1 ]]; then
 	stage prometheus-config promtool check config deploy/prometheus/prometheus.yml
 	stage prometheus-rules bash -c 'promtool check rules deploy/prometheus/rules/himari.rules.yml &&
 		promtool test rules deploy/prometheus/tests/himari.rules.test.yml'
+	stage alertmanager-config amtool check-config deploy/alertmanager/alertmanager.yml
 	stage ansible-syntax bash -c 'cd deploy/ansible && ANSIBLE_LOCALHOST_WARNING=False \
 		ANSIBLE_INVENTORY_UNPARSED_WARNING=False ansible-playbook -i inventory.example.ini \
 		--syntax-check site.yml'
