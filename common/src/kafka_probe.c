@@ -126,8 +126,8 @@ static void send_offsets(hm_kafka_probe *p) {
             if (c->elems[j].err || c->elems[j].offset < 0) continue;
             if (rd_kafka_topic_partition_list_find(l, c->elems[j].topic, c->elems[j].partition))
                 continue;
-            rd_kafka_topic_partition_list_add(l, c->elems[j].topic, c->elems[j].partition)
-                ->offset = RD_KAFKA_OFFSET_SPEC_LATEST;
+            rd_kafka_topic_partition_list_add(l, c->elems[j].topic, c->elems[j].partition)->offset =
+                RD_KAFKA_OFFSET_SPEC_LATEST;
         }
     }
     if (l->cnt == 0) {
@@ -143,8 +143,7 @@ static void send_offsets(hm_kafka_probe *p) {
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void set_error(hm_kafka_probe *p, rd_kafka_resp_err_t e, const char *what,
-                      const char *msg) {
+static void set_error(hm_kafka_probe *p, rd_kafka_resp_err_t e, const char *what, const char *msg) {
     if (p->err) return; /* the first error says it */
     p->err = e == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
     snprintf(p->error, sizeof(p->error), "%s: %s", what, msg && *msg ? msg : rd_kafka_err2str(e));
@@ -168,13 +167,13 @@ static void on_group(hm_kafka_probe *p, probe_group *g, rd_kafka_event_t *ev) {
     rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
     if (e) {
         snprintf(g->error, sizeof(g->error), "%s", rd_kafka_event_error_string(ev));
-        if (e == RD_KAFKA_RESP_ERR__TIMED_OUT) set_error(p, e, "ListConsumerGroupOffsets", g->error);
+        if (e == RD_KAFKA_RESP_ERR__TIMED_OUT)
+            set_error(p, e, "ListConsumerGroupOffsets", g->error);
         return;
     }
     size_t n = 0;
-    const rd_kafka_group_result_t **gr =
-        rd_kafka_ListConsumerGroupOffsets_result_groups(
-            rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+    const rd_kafka_group_result_t **gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
+        rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
     if (n < 1) {
         snprintf(g->error, sizeof(g->error), "no result for the group");
         return;

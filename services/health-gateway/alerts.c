@@ -51,8 +51,8 @@ static void upsert(hg_alerts *a, json_t *al, int64_t now_ms) {
     snprintf(x->summary, sizeof(x->summary), "%s", *summary ? summary : str_of(ann, "description"));
     snprintf(x->starts_at, sizeof(x->starts_at), "%s", str_of(al, "startsAt"));
     free(x->labels_json);
-    x->labels_json = json_is_object(labels) ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS)
-                                            : NULL;
+    x->labels_json =
+        json_is_object(labels) ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     x->received_ms = now_ms;
 }
 
@@ -66,7 +66,8 @@ int hg_alerts_apply(hg_alerts *a, const char *body, size_t len, int64_t now_ms, 
     }
     json_t *alerts = json_object_get(root, "alerts");
     if (!json_is_array(alerts)) {
-        snprintf(err, err_size, "no \"alerts\" array (an Alertmanager webhook notification has one)");
+        snprintf(err, err_size,
+                 "no \"alerts\" array (an Alertmanager webhook notification has one)");
         json_decref(root);
         return -EINVAL;
     }
@@ -74,9 +75,10 @@ int hg_alerts_apply(hg_alerts *a, const char *body, size_t len, int64_t now_ms, 
     json_t *al;
     json_array_foreach(alerts, idx, al) {
         const char *st = str_of(al, "status");
-        if (!*str_of(al, "fingerprint") || (strcmp(st, "firing") != 0 && strcmp(st, "resolved") != 0)) {
-            snprintf(err, err_size, "alerts[%zu]: needs a fingerprint and a status of firing or resolved",
-                     idx);
+        if (!*str_of(al, "fingerprint") ||
+            (strcmp(st, "firing") != 0 && strcmp(st, "resolved") != 0)) {
+            snprintf(err, err_size,
+                     "alerts[%zu]: needs a fingerprint and a status of firing or resolved", idx);
             json_decref(root);
             return -EINVAL;
         }

@@ -78,8 +78,8 @@ static void sections_of(void *cfg, hm_cfg_section *out) {
                                 offsetof(hg_config, redis) - HG_BASE};
     out[i++] =
         (hm_cfg_section){hm_redis_config_keys, hm_redis_config_keys_n, &c->redis, sizeof(c->redis)};
-    out[i++] = (hm_cfg_section){k_pg_keys, HM_ARRAY_LEN(k_pg_keys), &c->postgres,
-                                sizeof(c->postgres)};
+    out[i++] =
+        (hm_cfg_section){k_pg_keys, HM_ARRAY_LEN(k_pg_keys), &c->postgres, sizeof(c->postgres)};
     out[i++] =
         (hm_cfg_section){k_neo4j_keys, HM_ARRAY_LEN(k_neo4j_keys), &c->neo4j, sizeof(c->neo4j)};
     out[i++] = (hm_cfg_section){k_s3_keys, HM_ARRAY_LEN(k_s3_keys), &c->s3, sizeof(c->s3)};
@@ -124,12 +124,11 @@ static int validate(void *cfg, const char *path, hm_err *err) {
                               file, item);
         if (is_dependency(name))
             return hm_err_set(err, -EINVAL,
-                              "%s: gateway.services: '%s' is the name of a dependency", file,
-                              name);
+                              "%s: gateway.services: '%s' is the name of a dependency", file, name);
         for (size_t j = 0; j < i; j++)
             if (strncmp(c->services.items[j], item, strlen(name) + 1) == 0)
-                return hm_err_set(err, -EINVAL, "%s: gateway.services: '%s' is listed twice",
-                                  file, name);
+                return hm_err_set(err, -EINVAL, "%s: gateway.services: '%s' is listed twice", file,
+                                  name);
     }
     for (size_t i = 0; i < c->critical.n; i++) {
         const char *name = c->critical.items[i];

@@ -181,10 +181,16 @@ hg_pg_probe *hg_pg_probe_start(uv_loop_t *loop, const hg_pg_config *cfg, hg_pg_p
     p->report.data = p;
     char port[16];
     snprintf(port, sizeof(port), "%lld", (long long)cfg->port);
-    const char *keys[] = {"host",    "port",          "dbname",           "user", "password",
-                          "sslmode", "application_name", NULL};
-    const char *vals[] = {cfg->host,    port,  cfg->dbname, cfg->user, cfg->password,
-                          cfg->sslmode, "himari-health-gateway", NULL};
+    const char *keys[] = {"host",     "port",    "dbname",           "user",
+                          "password", "sslmode", "application_name", NULL};
+    const char *vals[] = {cfg->host,
+                          port,
+                          cfg->dbname,
+                          cfg->user,
+                          cfg->password,
+                          cfg->sslmode,
+                          "himari-health-gateway",
+                          NULL};
     p->conn = PQconnectStartParams(keys, vals, 0);
     if (!p->conn) {
         finish(p, -ENOMEM, "out of memory");

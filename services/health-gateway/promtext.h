@@ -19,7 +19,6 @@ void hg_promtext_scan(const char *text, size_t len, hg_sample_fn fn, void *ud);
  * @brief The value of label key in labels (as hg_sample_fn gets them), unescaped into
  * out (NUL-terminated). @return false when absent or longer than out.
  */
-bool hg_promtext_label(const char *labels, size_t len, const char *key, char *out,
-                       size_t out_size);
+bool hg_promtext_label(const char *labels, size_t len, const char *key, char *out, size_t out_size);
 
 #endif

@@ -143,7 +143,8 @@ static void test_alerts_table_is_bounded_dropping_the_oldest(void **state) {
     char err[256], body[256];
     for (int i = 0; i < HG_ALERTS_MAX + 5; i++) {
         snprintf(body, sizeof(body),
-                 "{\"alerts\":[{\"status\":\"firing\",\"fingerprint\":\"fp%d\",\"labels\":{}}]}", i);
+                 "{\"alerts\":[{\"status\":\"firing\",\"fingerprint\":\"fp%d\",\"labels\":{}}]}",
+                 i);
         assert_int_equal(hg_alerts_apply(a, body, strlen(body), i, err, sizeof(err)), 0);
     }
     assert_int_equal(a->n, HG_ALERTS_MAX);
@@ -158,15 +159,16 @@ static void test_alerts_table_is_bounded_dropping_the_oldest(void **state) {
 static void test_service_entry_splits_name_and_url(void **state) {
     char name[16];
     const char *url = NULL;
-    assert_int_equal(hg_service_entry("archiver=http://127.0.0.1:8083", name, sizeof(name), &url), 0);
+    assert_int_equal(hg_service_entry("archiver=http://127.0.0.1:8083", name, sizeof(name), &url),
+                     0);
     assert_string_equal(name, "archiver");
     assert_string_equal(url, "http://127.0.0.1:8083");
     assert_int_equal(hg_service_entry("archiver", name, sizeof(name), &url), -EINVAL);
     assert_int_equal(hg_service_entry("=http://x:1", name, sizeof(name), &url), -EINVAL);
     assert_int_equal(hg_service_entry("a=ftp://x:1", name, sizeof(name), &url), -EINVAL);
     assert_int_equal(hg_service_entry("a=http://x:1/", name, sizeof(name), &url), -EINVAL);
-    assert_int_equal(hg_service_entry("a-very-long-service-name=http://x:1", name, sizeof(name), &url),
-                     -EINVAL);
+    assert_int_equal(
+        hg_service_entry("a-very-long-service-name=http://x:1", name, sizeof(name), &url), -EINVAL);
 }
 
 /* Load the schema's defaults with one env override; the error message, or "" when valid. */
@@ -188,13 +190,16 @@ static void test_config_rules_name_the_keys(void **state) {
     load_with("HIMARI_GATEWAY_PROBE_TIMEOUT_MS", "2000", msg, sizeof(msg));
     assert_string_equal(msg, "(no config file): gateway.probe_timeout_ms (2000) must be below "
                              "gateway.probe_interval_ms (2000)");
-    load_with("HIMARI_GATEWAY_SERVICES", "archiver=http://a:1,archiver=http://b:2", msg, sizeof(msg));
+    load_with("HIMARI_GATEWAY_SERVICES", "archiver=http://a:1,archiver=http://b:2", msg,
+              sizeof(msg));
     assert_string_equal(msg, "(no config file): gateway.services: 'archiver' is listed twice");
     load_with("HIMARI_GATEWAY_SERVICES", "kafka=http://a:1", msg, sizeof(msg));
-    assert_string_equal(msg, "(no config file): gateway.services: 'kafka' is the name of a dependency");
+    assert_string_equal(msg,
+                        "(no config file): gateway.services: 'kafka' is the name of a dependency");
     load_with("HIMARI_GATEWAY_CRITICAL", "kafka,archivr", msg, sizeof(msg));
-    assert_string_equal(msg, "(no config file): gateway.critical: 'archivr' is neither a service of "
-                             "gateway.services nor kafka, redis, postgres, neo4j or s3");
+    assert_string_equal(msg,
+                        "(no config file): gateway.critical: 'archivr' is neither a service of "
+                        "gateway.services nor kafka, redis, postgres, neo4j or s3");
     /* A service of ours not probed here may stay in the default critical list. */
     load_with("HIMARI_GATEWAY_SERVICES", "ingest-validator=http://127.0.0.1:1", msg, sizeof(msg));
     assert_string_equal(msg, "");
