@@ -79,6 +79,8 @@ static void on_status(hg_part *p, const hm_http_response *r) {
         if (p->prev_ms > 0 && now > p->prev_ms && p->records_in >= p->prev_in)
             p->throughput =
                 (double)(p->records_in - p->prev_in) * 1000.0 / (double)(now - p->prev_ms);
+        else
+            p->throughput = 0; /* the first figure, or the service restarted (counts from 0) */
         p->prev_in = p->records_in;
         p->prev_ms = now;
         json_decref(root);
