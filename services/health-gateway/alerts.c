@@ -97,28 +97,26 @@ int hg_alerts_apply(hg_alerts *a, const char *body, size_t len, int64_t now_ms, 
     return 0;
 }
 
+/* ,"key":"value" */
+static void str_field(hm_buf *out, const char *key, const char *v) {
+    hm_buf_putc(out, ',');
+    hm_json_key(out, key);
+    hm_json_cstr(out, v);
+}
+
 void hg_alerts_json(const hg_alerts *a, hm_buf *out) {
     hm_buf_putc(out, '[');
     for (size_t i = 0; i < a->n; i++) {
         const hg_alert *x = &a->items[i];
         if (i) hm_buf_putc(out, ',');
-        hm_buf_putc(out, '{');
-        hm_json_key(out, "name");
+        hm_buf_puts(out, "{\"name\":");
         hm_json_cstr(out, x->name);
-        hm_buf_puts(out, ",\"status\":\"firing\",");
-        hm_json_key(out, "severity");
-        hm_json_cstr(out, x->severity);
-        hm_buf_putc(out, ',');
-        hm_json_key(out, "summary");
-        hm_json_cstr(out, x->summary);
-        hm_buf_putc(out, ',');
-        hm_json_key(out, "starts_at");
-        hm_json_cstr(out, x->starts_at);
-        hm_buf_putc(out, ',');
-        hm_json_key(out, "fingerprint");
-        hm_json_cstr(out, x->fingerprint);
-        hm_buf_putc(out, ',');
-        hm_json_key(out, "labels");
+        str_field(out, "status", "firing");
+        str_field(out, "severity", x->severity);
+        str_field(out, "summary", x->summary);
+        str_field(out, "starts_at", x->starts_at);
+        str_field(out, "fingerprint", x->fingerprint);
+        hm_buf_puts(out, ",\"labels\":");
         hm_buf_puts(out, x->labels_json ? x->labels_json : "{}");
         hm_buf_putc(out, '}');
     }
