@@ -216,6 +216,7 @@ int sim_market_new(const sim_market_opts *o, sim_market **out, hm_err *err) {
             for (int d = 1; d < digits; d++)
                 lo *= 10;
             f->next_id = (uint64_t)sim_rng_range(&m->rng, lo, lo * 10 - 1);
+            if (o->first_id) f->next_id = o->first_id;
             const sim_exchange_defaults *ed = sim_exchange_table;
             while (ed->name && strcmp(ed->name, m->exch[e].name) != 0)
                 ed++;

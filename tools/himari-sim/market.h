@@ -106,6 +106,7 @@ typedef struct sim_market_opts {
     sim_ts_format ts_format;
     int64_t start_ms;  /* the simulated clock's start */
     unsigned profiles; /* sim_profile bits */
+    uint64_t first_id; /* every feed's first trade id; 0: a 6..9-digit one of the seed's */
 } sim_market_opts;
 
 typedef struct sim_symbol {
