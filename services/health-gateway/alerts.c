@@ -97,13 +97,6 @@ int hg_alerts_apply(hg_alerts *a, const char *body, size_t len, int64_t now_ms, 
     return 0;
 }
 
-/* ,"key":"value" */
-static void str_field(hm_buf *out, const char *key, const char *v) {
-    hm_buf_putc(out, ',');
-    hm_json_key(out, key);
-    hm_json_cstr(out, v);
-}
-
 void hg_alerts_json(const hg_alerts *a, hm_buf *out) {
     hm_buf_putc(out, '[');
     for (size_t i = 0; i < a->n; i++) {
@@ -111,11 +104,11 @@ void hg_alerts_json(const hg_alerts *a, hm_buf *out) {
         if (i) hm_buf_putc(out, ',');
         hm_buf_puts(out, "{\"name\":");
         hm_json_cstr(out, x->name);
-        str_field(out, "status", "firing");
-        str_field(out, "severity", x->severity);
-        str_field(out, "summary", x->summary);
-        str_field(out, "starts_at", x->starts_at);
-        str_field(out, "fingerprint", x->fingerprint);
+        hm_json_member_str(out, "status", "firing");
+        hm_json_member_str(out, "severity", x->severity);
+        hm_json_member_str(out, "summary", x->summary);
+        hm_json_member_str(out, "starts_at", x->starts_at);
+        hm_json_member_str(out, "fingerprint", x->fingerprint);
         hm_buf_puts(out, ",\"labels\":");
         hm_buf_puts(out, x->labels_json ? x->labels_json : "{}");
         hm_buf_putc(out, '}');

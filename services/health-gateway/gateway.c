@@ -202,56 +202,38 @@ static bool ready_cb(void *ud, char *reason, size_t size) {
 
 /* ---- /api/v1/status -------------------------------------------------------------------------- */
 
-static void json_i64(hm_buf *b, const char *key, int64_t v) {
-    hm_buf_putc(b, ',');
-    hm_json_key(b, key);
-    hm_buf_i64(b, v);
-}
-
-static void json_num(hm_buf *b, const char *key, double v) {
-    hm_buf_putc(b, ',');
-    hm_json_key(b, key);
-    hm_json_double(b, v);
-}
-
-static void json_str(hm_buf *b, const char *key, const char *v) {
-    hm_buf_putc(b, ',');
-    hm_json_key(b, key);
-    hm_json_cstr(b, v);
-}
-
 static void part_json(const hg_gateway *g, const hg_part *p, hm_buf *b) {
     hm_buf_putc(b, '{');
     hm_json_key(b, "name");
     hm_json_cstr(b, p->name);
-    json_str(b, "kind", kind_name(p->kind));
-    hm_buf_puts(b, p->critical ? ",\"critical\":true" : ",\"critical\":false");
-    json_str(b, "state", state_name(p->state));
-    json_str(b, "target", p->target);
-    json_num(b, "latency_ms", p->latency_ms);
-    json_str(b, "last_error", p->last_error);
-    json_i64(b, "last_ok_ms", p->last_ok_ms);
-    json_i64(b, "since_ms", p->since_ms);
-    json_i64(b, "checks", (int64_t)p->checks);
-    json_i64(b, "failures", (int64_t)p->failures);
+    hm_json_member_str(b, "kind", kind_name(p->kind));
+    hm_json_member_bool(b, "critical", p->critical);
+    hm_json_member_str(b, "state", state_name(p->state));
+    hm_json_member_str(b, "target", p->target);
+    hm_json_member_double(b, "latency_ms", p->latency_ms);
+    hm_json_member_str(b, "last_error", p->last_error);
+    hm_json_member_i64(b, "last_ok_ms", p->last_ok_ms);
+    hm_json_member_i64(b, "since_ms", p->since_ms);
+    hm_json_member_i64(b, "checks", (int64_t)p->checks);
+    hm_json_member_i64(b, "failures", (int64_t)p->failures);
     if (p->kind == HG_SERVICE) {
-        json_str(b, "service_state", p->service_state);
-        json_i64(b, "records_in", (int64_t)p->records_in);
-        json_i64(b, "records_out", (int64_t)p->records_out);
-        json_num(b, "throughput", p->state == HG_UP ? p->throughput : 0);
-        json_i64(b, "lag", p->lag);
+        hm_json_member_str(b, "service_state", p->service_state);
+        hm_json_member_i64(b, "records_in", (int64_t)p->records_in);
+        hm_json_member_i64(b, "records_out", (int64_t)p->records_out);
+        hm_json_member_double(b, "throughput", p->state == HG_UP ? p->throughput : 0);
+        hm_json_member_i64(b, "lag", p->lag);
     } else if (p->kind == HG_KAFKA) {
-        json_i64(b, "brokers", p->brokers);
-        json_i64(b, "lag", p->total_lag);
+        hm_json_member_i64(b, "brokers", p->brokers);
+        hm_json_member_i64(b, "lag", p->total_lag);
         hm_buf_puts(b, ",\"groups\":[");
         for (size_t i = 0; i < g->n_groups; i++) {
             if (i) hm_buf_putc(b, ',');
             hm_buf_putc(b, '{');
             hm_json_key(b, "group");
             hm_json_cstr(b, g->groups[i].group);
-            json_i64(b, "lag", g->groups[i].lag);
-            json_i64(b, "partitions", g->groups[i].partitions);
-            json_str(b, "error", g->groups[i].error);
+            hm_json_member_i64(b, "lag", g->groups[i].lag);
+            hm_json_member_i64(b, "partitions", g->groups[i].partitions);
+            hm_json_member_str(b, "error", g->groups[i].error);
             hm_buf_putc(b, '}');
         }
         hm_buf_putc(b, ']');
@@ -290,13 +272,13 @@ static int http_api_status(void *ud, hm_buf *b, const char **ct) {
     char reason[512] = "";
     bool ready = ready_cb(g, reason, sizeof(reason));
     hm_buf_puts(b, "{\"service\":\"health-gateway\"");
-    hm_buf_puts(b, ready ? ",\"ready\":true" : ",\"ready\":false");
-    json_str(b, "reason", ready ? "" : reason);
-    hm_buf_puts(b, g->paused ? ",\"paused\":true" : ",\"paused\":false");
-    json_i64(b, "now_ms", hm_now_ms());
-    json_i64(b, "probe_interval_ms", g->cfg->probe_interval_ms);
-    json_i64(b, "probe_timeout_ms", g->cfg->probe_timeout_ms);
-    json_i64(b, "rounds", (int64_t)g->rounds);
+    hm_json_member_bool(b, "ready", ready);
+    hm_json_member_str(b, "reason", ready ? "" : reason);
+    hm_json_member_bool(b, "paused", g->paused);
+    hm_json_member_i64(b, "now_ms", hm_now_ms());
+    hm_json_member_i64(b, "probe_interval_ms", g->cfg->probe_interval_ms);
+    hm_json_member_i64(b, "probe_timeout_ms", g->cfg->probe_timeout_ms);
+    hm_json_member_i64(b, "rounds", (int64_t)g->rounds);
     hm_buf_puts(b, ",\"parts\":[");
     for (size_t i = 0; i < g->n_parts; i++) {
         if (i) hm_buf_putc(b, ',');
@@ -311,8 +293,8 @@ static int http_api_status(void *ud, hm_buf *b, const char **ct) {
         hm_buf_putc(b, '{');
         hm_json_key(b, "exchange");
         hm_json_cstr(b, q->exchange);
-        json_num(b, "mean", q->mean);
-        json_num(b, "records", q->records);
+        hm_json_member_double(b, "mean", q->mean);
+        hm_json_member_double(b, "records", q->records);
         hm_buf_putc(b, '}');
     }
     hm_buf_puts(b, "],\"history\":");
@@ -323,8 +305,8 @@ static int http_api_status(void *ud, hm_buf *b, const char **ct) {
         if (k) hm_buf_putc(b, ',');
         hm_buf_puts(b, "{\"t_ms\":");
         hm_buf_i64(b, e->t_ms);
-        json_str(b, "part", e->part);
-        json_str(b, "error", e->error);
+        hm_json_member_str(b, "part", e->part);
+        hm_json_member_str(b, "error", e->error);
         hm_buf_putc(b, '}');
     }
     hm_buf_puts(b, "],\"alerts\":");

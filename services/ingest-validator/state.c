@@ -546,71 +546,50 @@ void iv_sym_changelog_key(const iv_sym *s, hm_buf *out) {
     hm_buf_append(out, s->name, s->name_len);
 }
 
-static void put_bool(hm_buf *b, const char *key, bool v) {
-    hm_buf_putc(b, ',');
-    hm_json_key(b, key);
-    if (v)
-        hm_buf_append(b, "true", 4);
-    else
-        hm_buf_append(b, "false", 5);
-}
-
-static void put_i64(hm_buf *b, const char *key, int64_t v) {
-    hm_buf_putc(b, ',');
-    hm_json_key(b, key);
-    hm_buf_i64(b, v);
-}
-
-static void put_dbl(hm_buf *b, const char *key, double v) {
-    hm_buf_putc(b, ',');
-    hm_json_key(b, key);
-    hm_json_double(b, v);
-}
-
 void iv_key_serialise(const iv_key *k, hm_buf *b) {
     hm_buf_append(b, "{\"v\":1", 6);
-    put_bool(b, "silent", k->silent);
-    put_bool(b, "has_ts", k->has_ts);
-    put_bool(b, "ts_had_id", k->last_ts_had_id);
-    put_i64(b, "last_ts", k->last_ts);
-    put_bool(b, "has_id", k->has_id);
-    put_bool(b, "id_numeric", k->last_id_numeric);
+    hm_json_member_bool(b, "silent", k->silent);
+    hm_json_member_bool(b, "has_ts", k->has_ts);
+    hm_json_member_bool(b, "ts_had_id", k->last_ts_had_id);
+    hm_json_member_i64(b, "last_ts", k->last_ts);
+    hm_json_member_bool(b, "has_id", k->has_id);
+    hm_json_member_bool(b, "id_numeric", k->last_id_numeric);
     /* uint64 ids and hashes travel as their int64 bit pattern (JSON integers are signed). */
-    put_i64(b, "last_id", (int64_t)k->last_id);
-    put_i64(b, "recent_pos", k->recent_pos);
-    put_i64(b, "recent_numeric", k->recent_numeric);
+    hm_json_member_i64(b, "last_id", (int64_t)k->last_id);
+    hm_json_member_i64(b, "recent_pos", k->recent_pos);
+    hm_json_member_i64(b, "recent_numeric", k->recent_numeric);
     hm_buf_append(b, ",\"recent\":[", 11);
     for (uint8_t i = 0; i < k->recent_n; i++) {
         if (i) hm_buf_putc(b, ',');
         hm_buf_i64(b, (int64_t)k->recent[i]);
     }
     hm_buf_putc(b, ']');
-    put_bool(b, "has_ref", k->has_ref);
-    put_i64(b, "ref_ts", k->ref_ts);
-    put_dbl(b, "ref", k->ref);
-    put_dbl(b, "ema", k->ema);
-    put_bool(b, "has_pending", k->has_pending);
-    put_dbl(b, "pending", k->pending);
-    put_i64(b, "pending_count", k->pending_count);
-    put_i64(b, "pending_ts", k->pending_ts);
-    put_bool(b, "has_level", k->has_level);
-    put_i64(b, "level_ts", k->level_ts);
-    put_i64(b, "vol_n", k->vol.n);
-    put_dbl(b, "vol_mean", k->vol.mean);
-    put_dbl(b, "vol_var", k->vol.var);
-    put_dbl(b, "vol_w", k->vol.w);
-    put_i64(b, "seen", (int64_t)k->seen);
+    hm_json_member_bool(b, "has_ref", k->has_ref);
+    hm_json_member_i64(b, "ref_ts", k->ref_ts);
+    hm_json_member_double(b, "ref", k->ref);
+    hm_json_member_double(b, "ema", k->ema);
+    hm_json_member_bool(b, "has_pending", k->has_pending);
+    hm_json_member_double(b, "pending", k->pending);
+    hm_json_member_i64(b, "pending_count", k->pending_count);
+    hm_json_member_i64(b, "pending_ts", k->pending_ts);
+    hm_json_member_bool(b, "has_level", k->has_level);
+    hm_json_member_i64(b, "level_ts", k->level_ts);
+    hm_json_member_i64(b, "vol_n", k->vol.n);
+    hm_json_member_double(b, "vol_mean", k->vol.mean);
+    hm_json_member_double(b, "vol_var", k->vol.var);
+    hm_json_member_double(b, "vol_w", k->vol.w);
+    hm_json_member_i64(b, "seen", (int64_t)k->seen);
     hm_buf_putc(b, '}');
 }
 
 void iv_sym_serialise(const iv_sym *s, hm_buf *b) {
     hm_buf_append(b, "{\"v\":1", 6);
-    put_bool(b, "has_wm", s->has_wm);
-    put_i64(b, "wm", s->wm);
-    put_i64(b, "scan_sec", s->scan_sec);
-    put_i64(b, "fut_n", s->fut_n);
-    put_i64(b, "fut_max", s->fut_max);
-    put_dbl(b, "gap_max", s->gap_max);
+    hm_json_member_bool(b, "has_wm", s->has_wm);
+    hm_json_member_i64(b, "wm", s->wm);
+    hm_json_member_i64(b, "scan_sec", s->scan_sec);
+    hm_json_member_i64(b, "fut_n", s->fut_n);
+    hm_json_member_i64(b, "fut_max", s->fut_max);
+    hm_json_member_double(b, "gap_max", s->gap_max);
     hm_buf_putc(b, '}');
 }
 

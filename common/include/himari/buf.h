@@ -85,6 +85,31 @@ void hm_json_double(hm_buf *b, double v);
 /** @brief A value in [0, 1] with exactly three decimals, "0.875" (no printf). */
 void hm_json_fixed3(hm_buf *b, double v);
 
+/* `,"key":value`: a member of an object after its first (key as for hm_json_key). */
+static inline void hm_json_member_str(hm_buf *b, const char *key, const char *v) {
+    hm_buf_putc(b, ',');
+    hm_json_key(b, key);
+    hm_json_cstr(b, v);
+}
+static inline void hm_json_member_i64(hm_buf *b, const char *key, int64_t v) {
+    hm_buf_putc(b, ',');
+    hm_json_key(b, key);
+    hm_buf_i64(b, v);
+}
+static inline void hm_json_member_double(hm_buf *b, const char *key, double v) {
+    hm_buf_putc(b, ',');
+    hm_json_key(b, key);
+    hm_json_double(b, v);
+}
+static inline void hm_json_member_bool(hm_buf *b, const char *key, bool v) {
+    hm_buf_putc(b, ',');
+    hm_json_key(b, key);
+    if (v)
+        hm_buf_append(b, "true", 4);
+    else
+        hm_buf_append(b, "false", 5);
+}
+
 /**
  * @brief Is s[0..n) a number in strict JSON grammar (RFC 8259 section 6)?
  * Lets a writer copy a number's original text instead of re-formatting it.
