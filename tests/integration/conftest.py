@@ -94,6 +94,15 @@ def admin(kafka):
     return AdminClient({"bootstrap.servers": kafka})
 
 
+@pytest.fixture
+def topics(admin):
+    """A fresh set of the validator's topics (validator_env.Topics), deleted after the test."""
+    from validator_env import Topics  # validator_env imports this module: import at use
+    t = Topics(admin)
+    yield t
+    t.delete()
+
+
 def create_topic(admin: AdminClient, partitions: int = 6, prefix: str = "t",
                  config: dict | None = None) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -122,13 +122,6 @@ def validator_env(topics: Topics, kafka: str) -> dict:
 
 
 @pytest.fixture
-def topics(admin):
-    t = Topics(admin)
-    yield t
-    t.delete()
-
-
-@pytest.fixture
 def deps_env(kafka, redis_server):
     """The env the services get for the stack's Redis, PostgreSQL and S3 (scripts/run.sh
     service_env), with the three servers running."""

@@ -12,16 +12,9 @@ import time
 import pytest
 
 from conftest import consume_all
-from validator_env import (Topics, assert_equal_to_replay, produce_file, replay, simulate)
+from validator_env import assert_equal_to_replay, produce_file, replay, simulate
 
 COUNT = 200_000
-
-
-@pytest.fixture
-def topics(admin):
-    t = Topics(admin)
-    yield t
-    t.delete()
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,10 @@ import pytest
 
 from conftest import BIN, ROOT, consume_all
 from himari_grpc import bearer, control_stub, health_stub, modules
-from validator_env import Topics, assert_equal_to_replay, produce_file, replay, simulate
+from validator_env import assert_equal_to_replay, produce_file, replay, simulate
 
 TOKEN = "s3cret-token-for-tests"
 ASAN_BIN = ROOT / "build-asan" / "bin"
-
-
-@pytest.fixture
-def topics(admin):
-    t = Topics(admin)
-    yield t
-    t.delete()
 
 
 @pytest.fixture

@@ -14,16 +14,8 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from conftest import RUN_DIR, consume_all
-from validator_env import Topics
 
 BIG = 1_020_000  # bytes: above librdkafka's 1,000,000 message.max.bytes, below the broker's
-
-
-@pytest.fixture
-def topics(admin):
-    t = Topics(admin)
-    yield t
-    t.delete()
 
 
 def tick(i: int, symbol: str = "BTC/USDT", exchange: str = "binance") -> bytes:
