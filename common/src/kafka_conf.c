@@ -33,7 +33,8 @@ const hm_cfg_key hm_kafka_config_keys[] = {
      "librdkafka statistics into metrics every N ms; 0 disables"},
     {"kafka.properties", HM_CFG_STR_MAP, KC(properties), NULL, HM_CFG_SECRET_VALUES, 0, -1,
      "further librdkafka properties, passed as is (e.g. socket.keepalive.enable: 'true'); a "
-     "secret one (ssl.key.password, ...) may be given as <name>_file: /run/secrets/x"},
+     "secret one (ssl.key.password, ...) may be given as <name>_file: /run/secrets/x; "
+     "consumers default fetch.queue.backoff.ms to 10 (librdkafka: 1000)"},
 };
 const size_t hm_kafka_config_keys_n = HM_ARRAY_LEN(hm_kafka_config_keys);
 
@@ -78,6 +79,24 @@ int hm_kafka_conf_apply(rd_kafka_conf_t *conf, const hm_kafka_config *kc, hm_err
         if ((rc = hm_kafka_conf_set(conf, kc->properties.keys[i], kc->properties.vals[i], err)))
             return rc;
     return 0;
+}
+
+/* When a partition's prefetched records fill the local queue (queued.min.messages,
+ * queued.max.messages.kbytes), librdkafka fetches for it again only after
+ * fetch.queue.backoff.ms, 1 s by default. A consumer that drains 64 MB in less (the
+ * archiver takes ~50 MB/s) then starves for the rest of that second: it went from 166 k
+ * to 122 k records/s (docs/BENCHMARKS.md, "Archiver"). */
+#define FETCH_QUEUE_BACKOFF_MS "10"
+
+static bool has_property(const hm_kafka_config *kc, const char *name) {
+    for (size_t i = 0; i < kc->properties.n; i++)
+        if (strcmp(kc->properties.keys[i], name) == 0) return true;
+    return false;
+}
+
+int hm_kafka_conf_consumer_defaults(rd_kafka_conf_t *conf, const hm_kafka_config *kc, hm_err *err) {
+    if (has_property(kc, "fetch.queue.backoff.ms")) return 0;
+    return hm_kafka_conf_set(conf, "fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS, err);
 }
 
 rd_kafka_conf_t *hm_kafka_conf_new(const hm_kafka_config *kc, const char *client_id, int events,

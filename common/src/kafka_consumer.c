@@ -452,7 +452,8 @@ int hm_consumer_new(uv_loop_t *loop, const hm_kafka_config *kc, const hm_consume
     if (!conf) return -EINVAL;
     char session[16];
     snprintf(session, sizeof(session), "%d", o->session_timeout_ms ? o->session_timeout_ms : 10000);
-    if (hm_kafka_conf_set(conf, "group.id", o->group_id, err) ||
+    if (hm_kafka_conf_consumer_defaults(conf, kc, err) ||
+        hm_kafka_conf_set(conf, "group.id", o->group_id, err) ||
         (o->group_instance_id &&
          hm_kafka_conf_set(conf, "group.instance.id", o->group_instance_id, err)) ||
         hm_kafka_conf_set(conf, "isolation.level",

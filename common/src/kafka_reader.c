@@ -242,7 +242,8 @@ int hm_reader_start(uv_loop_t *loop, const hm_kafka_config *kc, const char *topi
     if (!conf) return -EINVAL;
     char group[300];
     snprintf(group, sizeof(group), "himari-reader-%s", topic);
-    if (hm_kafka_conf_set(conf, "group.id", group, err) ||
+    if (hm_kafka_conf_consumer_defaults(conf, kc, err) ||
+        hm_kafka_conf_set(conf, "group.id", group, err) ||
         hm_kafka_conf_set(conf, "enable.partition.eof", "true", err) ||
         hm_kafka_conf_set(conf, "enable.auto.commit", "false", err) ||
         hm_kafka_conf_set(conf, "enable.auto.offset.store", "false", err) ||

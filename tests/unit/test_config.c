@@ -1105,6 +1105,33 @@ static void test_secret_property_may_be_read_from_a_file_and_not_both(void **sta
     hm_config_free(&k4.s, 1);
 }
 
+static void test_consumers_fetch_again_after_10_ms_unless_properties_say(void **state) {
+    (void)state;
+    char v[32];
+    size_t n = sizeof(v);
+    hm_err err = {{0}};
+    kfix k = {0};
+    assert_int_equal(kload(&k, "kafka:\n  properties: {}\n"), 0);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(hm_kafka_conf_consumer_defaults(conf, &k.kc, &err), 0);
+    assert_int_equal(rd_kafka_conf_get(conf, "fetch.queue.backoff.ms", v, &n), RD_KAFKA_CONF_OK);
+    assert_string_equal(v, "10");
+    rd_kafka_conf_destroy(conf);
+    hm_config_free(&k.s, 1);
+
+    /* kafka.properties wins: applied before the defaults (hm_kafka_conf_new), kept by them. */
+    kfix k2 = {0};
+    assert_int_equal(kload(&k2, "kafka:\n  properties:\n    fetch.queue.backoff.ms: 250\n"), 0);
+    conf = rd_kafka_conf_new();
+    assert_int_equal(hm_kafka_conf_apply(conf, &k2.kc, &err), 0);
+    assert_int_equal(hm_kafka_conf_consumer_defaults(conf, &k2.kc, &err), 0);
+    n = sizeof(v);
+    assert_int_equal(rd_kafka_conf_get(conf, "fetch.queue.backoff.ms", v, &n), RD_KAFKA_CONF_OK);
+    assert_string_equal(v, "250");
+    rd_kafka_conf_destroy(conf);
+    hm_config_free(&k2.s, 1);
+}
+
 static void test_kafka_conf_error_names_a_secret_property_without_its_value(void **state) {
     (void)state;
     kfix k = {0};
@@ -1289,6 +1316,7 @@ int main(void) {
         T(test_secret_names_are_told_from_the_other_properties),
         T(test_secret_properties_count_in_the_digest_by_length_only),
         T(test_secret_property_may_be_read_from_a_file_and_not_both),
+        T(test_consumers_fetch_again_after_10_ms_unless_properties_say),
         T(test_kafka_conf_error_names_a_secret_property_without_its_value),
         T(test_secret_file_others_may_read_is_loaded_with_one_warning),
         T(test_secret_property_file_others_may_read_is_warned_about),

@@ -343,6 +343,13 @@ void hm_kafka_probe_close(hm_kafka_probe *p, void (*done)(void *ud), void *ud);
  */
 int hm_kafka_conf_apply(rd_kafka_conf_t *conf, const hm_kafka_config *kc,
                         hm_err *err) HM_MUST_CHECK;
+/**
+ * @brief What every consumer of ours sets unless kc's properties say otherwise:
+ * fetch.queue.backoff.ms 10 (librdkafka's 1 s starves a consumer that drains its queue
+ * fast). Call before the client's own settings.
+ */
+int hm_kafka_conf_consumer_defaults(rd_kafka_conf_t *conf, const hm_kafka_config *kc,
+                                    hm_err *err) HM_MUST_CHECK;
 /** @brief rd_kafka_conf_set that turns a failure into an hm_err. */
 int hm_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
                       hm_err *err) HM_MUST_CHECK;
