@@ -47,8 +47,9 @@ typedef struct ar_kafka {
     ar_pg *pg;
     ar_exporter *exporter; /* the cold archive's day-close checks */
     ar_rows batches[2];
-    ar_rows *pending;  /* records processed since the last sink_flush */
-    ar_rows *flushing; /* the batch sink_flush took; kept until it committed */
+    ar_rollups folds[2]; /* folds[i]: the candles and day counts of batches[i] so far */
+    ar_rows *pending;    /* records processed since the last sink_flush */
+    ar_rows *flushing;   /* the batch sink_flush took; kept until it committed */
     int64_t pending_oldest_ms, flushing_oldest_ms; /* Kafka timestamps; INT64_MAX: none */
     bool flush_open;      /* sink_flush called, hm_stage_sink_done not yet */
     bool flush_waiting;   /* ... and waiting for the maintenance query to end */
@@ -57,7 +58,6 @@ typedef struct ar_kafka {
     uv_timer_t maint_timer;
     bool timer_open;
     hm_buf sql;
-    ar_rollups rollups;
     hm_buf candles, days; /* the flushing batch's partial candles and day counts */
     ar_claim *claims;     /* per partition of the flushing batch */
     size_t n_claims, cap_claims;
@@ -74,6 +74,16 @@ typedef struct ar_kafka {
 
 static ar_kafka *of(hm_stage *st) {
     return (ar_kafka *)st;
+}
+
+static ar_rollups *fold_of(ar_kafka *k, const ar_rows *b) {
+    return &k->folds[b - k->batches];
+}
+
+/* Empty a batch and its fold. */
+static void reset_batch(ar_kafka *k, ar_rows *b) {
+    ar_rows_reset(b);
+    ar_rollups_reset(fold_of(k, b));
 }
 
 /* ---- records ------------------------------------------------------------------------- */
@@ -94,6 +104,8 @@ static void ar_process(hm_stage *st, const hm_stage_record *rec) {
     ar_rows_limits lim = limits_now(k);
     ar_reject why = {0};
     ar_rows_add(k->pending, &src, m->payload, m->len, &lim, &why);
+    /* Folded now, while the database works on the batch before: the send only writes. */
+    ar_rollups_fold(fold_of(k, k->pending), k->pending);
     if (why.reason) {
         hm_counter_inc(hm_metrics_counter_child(k->rejects_f, why.reason));
         hm_log_limited(HM_LOG_WARN, "record_rejected", 10, HM_LI("partition", m->partition),
@@ -197,7 +209,7 @@ static size_t build_batch_sql(ar_kafka *k, ar_pg_copy *copies) {
     }
     /* On TimescaleDB the continuous aggregates follow market_data by themselves. */
     bool fold = strcmp(ar_pg_storage(k->pg), "timescaledb") != 0;
-    size_t partials = ar_rollups_build(&k->rollups, b, &k->candles, &k->days);
+    size_t partials = ar_rollups_write(fold_of(k, b), b, &k->candles, &k->days);
     if (k->days.len) {
         hm_buf_printf(&k->sql, "COPY ar_batch_days (%s) FROM STDIN;", ar_rollups_day_columns);
         copies[n++] = (ar_pg_copy){k->days.data, k->days.len};
@@ -242,6 +254,9 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
         size_t nf = archived_floors(reason, floors, HM_ARRAY_LEN(floors));
         size_t dropped = nf ? ar_rows_drop_archived(k->flushing, floors, nf) : 0;
         if (dropped) {
+            ar_rollups *ru = fold_of(k, k->flushing);
+            ar_rollups_reset(ru); /* folded again from the rows left */
+            ar_rollups_fold(ru, k->flushing);
             /* A redelivery: what is archived leaves the batch; the rest goes at once. */
             hm_counter_add(k->duplicates, (double)dropped);
             hm_log_info("archived_rows_dropped", HM_LI("rows", (int64_t)dropped),
@@ -264,7 +279,7 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
     k->last_batch_rows = (int64_t)ar_rows_count(k->flushing);
     hm_log_debug("batch_committed", HM_LI("rows", k->last_batch_rows), HM_LI("inserted", ins),
                  HM_LI("rejected", rej), HM_LD("seconds", secs));
-    ar_rows_reset(k->flushing);
+    reset_batch(k, k->flushing);
     k->flushing_oldest_ms = INT64_MAX;
     flush_done(k, 0, NULL);
     maybe_maintain(k);
@@ -273,7 +288,7 @@ static void on_batch(ar_pg *pg, int err, const char *reason, const PGresult *las
 static void flush_now(ar_kafka *k) {
     k->flush_waiting = false;
     if (ar_rows_count(k->flushing) == 0) {
-        ar_rows_reset(k->flushing); /* e.g. all of it was archived already */
+        reset_batch(k, k->flushing); /* e.g. all of it was archived already */
         flush_done(k, 0, NULL);
         return;
     }
@@ -375,10 +390,10 @@ static void ar_drop_state(hm_stage *st, const int32_t *partitions, size_t n) {
     /* Called with every partition we own, once nothing is in flight: what was not
      * committed is read again by the partitions' next owner. */
     ar_kafka *k = of(st);
-    ar_rows_reset(k->pending);
+    reset_batch(k, k->pending);
     k->pending_oldest_ms = INT64_MAX;
     if (!k->batch_in_flight) {
-        ar_rows_reset(k->flushing);
+        reset_batch(k, k->flushing);
         k->flushing_oldest_ms = INT64_MAX;
     }
 }
@@ -408,7 +423,8 @@ static void ar_destroy(hm_stage *st) {
     if (st->svc->metrics) hm_metrics_remove_collect(st->svc->metrics, collect, k);
     ar_rows_free(&k->batches[0]);
     ar_rows_free(&k->batches[1]);
-    ar_rollups_free(&k->rollups);
+    ar_rollups_free(&k->folds[0]);
+    ar_rollups_free(&k->folds[1]);
     hm_buf_free(&k->sql);
     hm_buf_free(&k->candles);
     hm_buf_free(&k->days);

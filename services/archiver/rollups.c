@@ -168,14 +168,16 @@ static void start(ar_partial *p, const ar_row *row) {
     p->volume = p->quality = p->price = p->price_sq = (ar_dec){0, 0};
 }
 
-/* Fold one trade; a sum that leaves 128 bits sends the partial as it is and starts anew
- * (the database adds the two). @return the candle rows written. */
-static size_t fold(hm_buf *out, const ar_rows *r, ar_partial *p, const ar_row *row) {
-    size_t written = 0;
-    ar_dec price = ar_dec_of_double(row->price);
-    ar_dec vol = row->has_volume ? ar_dec_of_double(row->volume) : (ar_dec){0, 0};
-    ar_dec q = ar_dec_of_float(row->quality);
-    ar_dec sq = ar_dec_square(price);
+/* A trade's sums, as NUMERIC makes them (converted once for every width it folds into). */
+typedef struct trade_sums {
+    ar_dec price, volume, quality, price_sq;
+} trade_sums;
+
+/* Fold one trade; a sum that leaves 128 bits sends the partial as it is (to the spill)
+ * and starts anew (the database adds the two). */
+static void fold(ar_rollups *ru, const ar_rows *r, ar_partial *p, const ar_row *row,
+                 const trade_sums *t) {
+    ar_dec price = t->price, vol = t->volume, q = t->quality, sq = t->price_sq;
     if (p->count > 0) {
         ar_partial next = *p;
         if (ar_dec_add(&next.volume, vol) && ar_dec_add(&next.quality, q) &&
@@ -201,10 +203,10 @@ static size_t fold(hm_buf *out, const ar_rows *r, ar_partial *p, const ar_row *r
             }
             if (row->price > p->high) p->high = row->price;
             if (row->price < p->low) p->low = row->price;
-            return 0;
+            return;
         }
-        put_candle(out, r, p);
-        written = 1;
+        put_candle(&ru->spill, r, p);
+        ru->n_spill++;
     }
     start(p, row);
     p->count = 1;
@@ -212,24 +214,37 @@ static size_t fold(hm_buf *out, const ar_rows *r, ar_partial *p, const ar_row *r
     p->quality = q;
     p->price = price;
     p->price_sq = sq;
-    return written;
 }
 
-size_t ar_rollups_build(ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days) {
+void ar_rollups_reset(ar_rollups *ru) {
     if (ru->slots) memset(ru->slots, 0, ru->n_slots * sizeof(*ru->slots));
     ru->used = 0;
-    size_t written = 0;
-    for (size_t i = 0; i < r->n_rows; i++) {
-        const ar_row *row = &r->rows[i];
+    ru->folded = 0;
+    hm_buf_reset(&ru->spill);
+    ru->n_spill = 0;
+}
+
+void ar_rollups_fold(ar_rollups *ru, const ar_rows *r) {
+    for (; ru->folded < r->n_rows; ru->folded++) {
+        const ar_row *row = &r->rows[ru->folded];
         if (row->rejected) continue;
         slot(ru, r, DAY_KIND, floor_div(row->ts_ms, MS_PER_DAY), row->key)->count++;
         if (!row->trade) continue;
+        trade_sums t = {.price = ar_dec_of_double(row->price),
+                        .volume = row->has_volume ? ar_dec_of_double(row->volume) : (ar_dec){0, 0},
+                        .quality = ar_dec_of_float(row->quality)};
+        t.price_sq = ar_dec_square(t.price);
         for (size_t w = 0; w < HM_ARRAY_LEN(k_widths_s); w++) {
             int64_t width_ms = k_widths_s[w] * 1000;
             int64_t bucket = floor_div(row->ts_ms, width_ms) * width_ms;
-            written += fold(candles, r, slot(ru, r, (int32_t)k_widths_s[w], bucket, row->key), row);
+            fold(ru, r, slot(ru, r, (int32_t)k_widths_s[w], bucket, row->key), row, &t);
         }
     }
+}
+
+size_t ar_rollups_write(const ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days) {
+    size_t written = ru->n_spill;
+    if (ru->spill.len) hm_buf_append(candles, ru->spill.data, ru->spill.len);
     for (size_t i = 0; i < ru->n_slots; i++) {
         const ar_partial *p = &ru->slots[i];
         if (!p->used) continue;
@@ -252,7 +267,14 @@ size_t ar_rollups_build(ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_bu
     return written;
 }
 
+size_t ar_rollups_build(ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days) {
+    ar_rollups_reset(ru);
+    ar_rollups_fold(ru, r);
+    return ar_rollups_write(ru, r, candles, days);
+}
+
 void ar_rollups_free(ar_rollups *ru) {
     free(ru->slots);
+    hm_buf_free(&ru->spill);
     memset(ru, 0, sizeof(*ru));
 }

@@ -4,7 +4,7 @@
  * (sql/007), which himari_apply_rollups() and himari_note_days() merge in the batch's
  * transaction.
  *
- *   ar_rows (trades) --ar_rollups_build--> candles: one partial candle per (width, bucket,
+ *   ar_rows (trades) --ar_rollups_fold--> candles: one partial candle per (width, bucket,
  *                                                   symbol, exchange): open/close with the
  *                                                   key of their trade, high, low, count and
  *                                                   exact NUMERIC sums (decimal.h)
@@ -31,16 +31,33 @@
 extern const char ar_rollups_candle_columns[];
 extern const char ar_rollups_day_columns[];
 
-/** Reusable scratch for ar_rollups_build. Zero-initialise; free with ar_rollups_free. */
+/**
+ * A batch's fold, kept beside its rows and advanced as they arrive (ar_rollups_fold), so
+ * that sending the batch only writes the partials out. Zero-initialise; ar_rollups_reset
+ * with the batch's ar_rows_reset; free with ar_rollups_free.
+ */
 typedef struct ar_rollups {
     struct ar_partial *slots;
     size_t n_slots, used;
+    size_t folded;  /* r->rows[0..folded) are in the fold */
+    hm_buf spill;   /* partial candles written early (a sum would leave 128 bits) */
+    size_t n_spill; /* ... how many */
 } ar_rollups;
 
+/** @brief Empty the fold (a new batch, or its rows changed), keeping its memory. */
+void ar_rollups_reset(ar_rollups *ru);
+
+/** @brief Fold the rows added to r since the last call (r->rows[ru->folded..n_rows)). */
+void ar_rollups_fold(ar_rollups *ru, const ar_rows *r);
+
 /**
- * @brief The batch's partial candles (appended to candles) and rows per (day, exchange)
- * (appended to days). @return the number of candle rows written.
+ * @brief The partial candles of the rows folded (appended to candles) and their rows per
+ * (day, exchange) (appended to days); the fold is unchanged, so a batch sent again writes
+ * the same. @return the number of candle rows written.
  */
+size_t ar_rollups_write(const ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days);
+
+/** @brief ar_rollups_reset, ar_rollups_fold and ar_rollups_write over the whole batch. */
 size_t ar_rollups_build(ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days);
 
 void ar_rollups_free(ar_rollups *ru);

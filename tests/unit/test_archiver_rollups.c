@@ -145,12 +145,61 @@ static void test_a_sum_too_wide_for_one_partial_is_sent_as_two(void **state) {
     ar_rows_free(&r);
 }
 
+/* What the archiver does: fold each row as it arrives, write when the batch is sent (and
+ * again when it is sent again), fold anew when rows leave the batch. */
+static void test_a_fold_row_by_row_writes_what_the_whole_batch_gives(void **state) {
+    (void)state;
+    ar_rows r = {0};
+    ar_rollups live = {0}, whole = {0};
+    hm_buf c1 = {0}, d1 = {0}, c2 = {0}, d2 = {0}, c3 = {0}, d3 = {0};
+    const char *recs[] = {TRADE("1796169600200", "102", "binance"),
+                          TRADE("1796169600000", "1.23456789012345e-10", "binance"),
+                          "not a quality record",
+                          TRADE("1796169600001", "1.23456789012345e+20", "binance"),
+                          TRADE("1796169900000", "100", "kraken")};
+    for (size_t i = 0; i < HM_ARRAY_LEN(recs); i++) {
+        add(&r, recs[i], 0, (int64_t)i);
+        ar_rollups_fold(&live, &r);
+    }
+    size_t n1 = ar_rollups_write(&live, &r, &c1, &d1);
+    size_t n2 = ar_rollups_write(&live, &r, &c2, &d2); /* a retry sends the same */
+    size_t n3 = ar_rollups_build(&whole, &r, &c3, &d3);
+    assert_int_equal(n1, 8); /* binance: 3 partials (sums too wide) x 2 widths; kraken: 2 */
+    assert_int_equal(n1, n2);
+    assert_int_equal(n1, n3);
+    assert_int_equal(c1.len, c3.len);
+    assert_memory_equal(c1.data, c3.data, c1.len);
+    assert_int_equal(c2.len, c3.len);
+    assert_memory_equal(c2.data, c3.data, c2.len);
+    assert_int_equal(d1.len, d3.len);
+    assert_memory_equal(d1.data, d3.data, d1.len);
+    /* Offsets 0..2 archived already: what is left is a trade of each exchange. */
+    ar_offset_floor floor = {.partition = 0, .next_offset = 3};
+    assert_int_equal(ar_rows_drop_archived(&r, &floor, 1), 3);
+    ar_rollups_reset(&live);
+    ar_rollups_fold(&live, &r);
+    hm_buf_reset(&c1);
+    hm_buf_reset(&d1);
+    assert_int_equal(ar_rollups_write(&live, &r, &c1, &d1), 4);
+    assert_int_equal(lines(&d1), 2);
+    hm_buf_free(&c1);
+    hm_buf_free(&d1);
+    hm_buf_free(&c2);
+    hm_buf_free(&d2);
+    hm_buf_free(&c3);
+    hm_buf_free(&d3);
+    ar_rollups_free(&live);
+    ar_rollups_free(&whole);
+    ar_rows_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_doubles_become_the_decimals_float8_numeric_gives),
         cmocka_unit_test(test_sums_are_exact_and_say_when_they_leave_128_bits),
         cmocka_unit_test(test_out_of_order_trades_give_earliest_open_and_latest_close),
         cmocka_unit_test(test_a_sum_too_wide_for_one_partial_is_sent_as_two),
+        cmocka_unit_test(test_a_fold_row_by_row_writes_what_the_whole_batch_gives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
