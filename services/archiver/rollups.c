@@ -267,12 +267,6 @@ size_t ar_rollups_write(const ar_rollups *ru, const ar_rows *r, hm_buf *candles,
     return written;
 }
 
-size_t ar_rollups_build(ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days) {
-    ar_rollups_reset(ru);
-    ar_rollups_fold(ru, r);
-    return ar_rollups_write(ru, r, candles, days);
-}
-
 void ar_rollups_free(ar_rollups *ru) {
     free(ru->slots);
     hm_buf_free(&ru->spill);

@@ -57,9 +57,6 @@ void ar_rollups_fold(ar_rollups *ru, const ar_rows *r);
  */
 size_t ar_rollups_write(const ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days);
 
-/** @brief ar_rollups_reset, ar_rollups_fold and ar_rollups_write over the whole batch. */
-size_t ar_rollups_build(ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days);
-
 void ar_rollups_free(ar_rollups *ru);
 
 #endif

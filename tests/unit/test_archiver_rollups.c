@@ -68,6 +68,13 @@ static void add(ar_rows *r, const char *rec, int32_t partition, int64_t offset) 
     ar_rows_add(r, &src, rec, strlen(rec), &k_open, NULL);
 }
 
+/* The whole batch folded at once, then written. */
+static size_t build(ar_rollups *ru, const ar_rows *r, hm_buf *candles, hm_buf *days) {
+    ar_rollups_reset(ru);
+    ar_rollups_fold(ru, r);
+    return ar_rollups_write(ru, r, candles, days);
+}
+
 /* The line of COPY text b that starts with prefix, copied to out; false when none. */
 static bool line_starting(const hm_buf *b, const char *prefix, char *out, size_t size) {
     const char *p = b->data, *end = b->data + b->len;
@@ -102,7 +109,7 @@ static void test_out_of_order_trades_give_earliest_open_and_latest_close(void **
     add(&r, TRADE("1796169899999", "99.5", "binance"), 2, 1); /* the close */
     add(&r, TRADE("1796169900000", "100", "binance"), 2, 2);  /* the next 5-minute bucket */
     add(&r, TRADE("1796169600000", "7", "kraken"), 0, 6);     /* another exchange */
-    size_t n = ar_rollups_build(&ru, &r, &candles, &days);
+    size_t n = build(&ru, &r, &candles, &days);
     assert_int_equal(n, 5); /* 5 min: binance x2, kraken; 1 h: binance, kraken */
     assert_int_equal(lines(&candles), 5);
     char l[512];
@@ -133,7 +140,7 @@ static void test_a_sum_too_wide_for_one_partial_is_sent_as_two(void **state) {
     hm_buf candles = {0}, days = {0};
     add(&r, TRADE("1796169600000", "1.23456789012345e-10", "binance"), 0, 1);
     add(&r, TRADE("1796169600001", "1.23456789012345e+20", "binance"), 0, 2);
-    size_t n = ar_rollups_build(&ru, &r, &candles, &days);
+    size_t n = build(&ru, &r, &candles, &days);
     assert_int_equal(n, 4); /* each width: a partial per trade, the database adds them */
     hm_buf_putc(&candles, '\0');
     /* count 1, quality 0.9, its own price */
@@ -163,7 +170,7 @@ static void test_a_fold_row_by_row_writes_what_the_whole_batch_gives(void **stat
     }
     size_t n1 = ar_rollups_write(&live, &r, &c1, &d1);
     size_t n2 = ar_rollups_write(&live, &r, &c2, &d2); /* a retry sends the same */
-    size_t n3 = ar_rollups_build(&whole, &r, &c3, &d3);
+    size_t n3 = build(&whole, &r, &c3, &d3);
     assert_int_equal(n1, 8); /* binance: 3 partials (sums too wide) x 2 widths; kraken: 2 */
     assert_int_equal(n1, n2);
     assert_int_equal(n1, n3);

@@ -346,7 +346,7 @@ int hm_kafka_conf_apply(rd_kafka_conf_t *conf, const hm_kafka_config *kc,
 /**
  * @brief What every consumer of ours sets unless kc's properties say otherwise:
  * fetch.queue.backoff.ms 10 (librdkafka's 1 s starves a consumer that drains its queue
- * fast). Call before the client's own settings.
+ * fast). A value in kc's properties (already applied by hm_kafka_conf_new) is left as is.
  */
 int hm_kafka_conf_consumer_defaults(rd_kafka_conf_t *conf, const hm_kafka_config *kc,
                                     hm_err *err) HM_MUST_CHECK;
