@@ -1507,6 +1507,13 @@ static void on_timer_closed(uv_handle_t *h) {
 static void close_clients(hm_stage *st) {
     struct hm_stage_impl *s = st->impl;
     send_lag_offsets(st, true); /* the consumer's close waits for it */
+    /* Hold the input before CLOSING, where update_holds stops deciding. A drain with no
+     * unit open comes here in the same step that left RUNNING, before any hold was
+     * applied; the consumer's close starts only when the timers below have closed, and
+     * until then a fetch event handled in the same loop turn would hand a record to
+     * on_message outside RUNNING (seen: SIGABRT at its assert after a gRPC Drain). The
+     * close releases the queue again for the last revoke and drops records itself. */
+    update_holds(st);
     set_state(st, HM_STAGE_CLOSING);
     hm_log_info("drained", HM_LI("records_in_last_transaction", s->drained_records),
                 HM_LB("fenced", s->unit == HM_UNIT_FENCED));
